@@ -1,0 +1,2 @@
+//! The mqstore command-line program (being written).
+fn main() {}

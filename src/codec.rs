@@ -1,0 +1,1150 @@
+//! The commit-log record, byte for byte as Apache RocketMQ writes it.
+//!
+//! This module is the only code that reads or writes the bytes of a record. `docs/format.md`
+//! tells the layout in prose; the constants below name every magic number and field width once.
+//!
+//! Writing is split in two so that the expensive part happens outside the store's append lock:
+//! [`EncodedRecord::encode`] lays out every field, computes the body CRC and most of the
+//! whole-record CRC; [`EncodedRecord::seal`], called under the lock once the queue offset,
+//! physical offset and store timestamp are known, patches those 24 bytes and finishes the CRC in
+//! constant time whatever the record's length.
+//!
+//! Reading is [`decode`]: it never panics and never allocates, whatever the bytes, and returns
+//! either a [`RecordView`] borrowing from the buffer or a [`DecodeError`] saying what is wrong.
+
+use std::fmt;
+use std::iter::FusedIterator;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::error::{Error, Result};
+
+#[cfg(test)]
+mod golden_tests;
+
+/// Magic of a record whose topic length is one byte (RocketMQ's message version V1).
+pub const MAGIC_V1: u32 = 0xDAA3_20A7;
+/// Magic of a record whose topic length is two bytes (RocketMQ's message version V2).
+pub const MAGIC_V2: u32 = 0xDAA3_20AB;
+/// Magic of the end-of-segment filler.
+pub const MAGIC_BLANK: u32 = 0xCBD4_3194;
+/// Length of the end-of-segment filler, `[i32 remaining][i32 MAGIC_BLANK]`.
+///
+/// It is also the slack a segment always keeps at its end: a record of `len` bytes goes into a
+/// segment only if `len + BLANK_LEN` bytes remain, so there is always room for the filler.
+pub const BLANK_LEN: usize = 8;
+/// Largest encoded properties, CRC property included (the length field is an `i16`).
+pub const MAX_PROPERTIES_LEN: usize = i16::MAX as usize;
+/// Longest topic written with [`MAGIC_V1`]; longer topics get [`MAGIC_V2`].
+pub const MAX_V1_TOPIC_LEN: usize = 127;
+/// Longest topic in bytes (the V2 length field is an `i16`).
+pub const MAX_TOPIC_LEN: usize = i16::MAX as usize;
+/// Length of the smallest possible record: V1, IPv4 hosts, empty body, topic and properties.
+pub const MIN_RECORD_LEN: usize = 91;
+/// Key of RocketMQ's whole-record CRC property.
+pub const CRC_PROPERTY_KEY: &str = "__CRC32#";
+/// Length of the whole-record CRC property: key, `0x01`, ten digits, `0x02`.
+pub const CRC_PROPERTY_LEN: usize = 20;
+/// Property holding the message's tag; its Java hash is the consume-queue tag code.
+pub const PROPERTY_TAGS: &str = "TAGS";
+/// Property holding the message's keys, separated by [`KEY_SEPARATOR`]; each is indexed.
+pub const PROPERTY_KEYS: &str = "KEYS";
+/// Property holding the client-assigned unique message id; indexed.
+pub const PROPERTY_UNIQ_KEY: &str = "UNIQ_KEY";
+/// Separator between the keys in [`PROPERTY_KEYS`].
+pub const KEY_SEPARATOR: char = ' ';
+/// Byte between a property's key and its value.
+pub const NAME_VALUE_SEPARATOR: u8 = 0x01;
+/// Byte after each property's value.
+pub const PROPERTY_SEPARATOR: u8 = 0x02;
+
+/// sysFlag bit: the body is compressed by the client.
+pub const COMPRESSED: i32 = 1;
+/// sysFlag bit: the message carries several tags.
+pub const MULTI_TAGS: i32 = 1 << 1;
+/// sysFlag bits 2–3: the transaction type, one of the `TRANSACTION_*_TYPE` values.
+pub const TRANSACTION_TYPE_MASK: i32 = 0b11 << 2;
+/// Transaction type: not part of a transaction.
+pub const TRANSACTION_NOT_TYPE: i32 = 0;
+/// Transaction type: a half message waiting for commit or rollback; never dispatched.
+pub const TRANSACTION_PREPARED_TYPE: i32 = 1 << 2;
+/// Transaction type: the commit of a half message.
+pub const TRANSACTION_COMMIT_TYPE: i32 = 2 << 2;
+/// Transaction type: the rollback of a half message; never dispatched.
+pub const TRANSACTION_ROLLBACK_TYPE: i32 = 3 << 2;
+/// sysFlag bit: the born host is IPv6 (20 bytes instead of 8). The encoder sets it itself.
+pub const BORNHOST_V6: i32 = 1 << 4;
+/// sysFlag bit: the store host is IPv6 (20 bytes instead of 8). The encoder sets it itself.
+pub const STOREHOST_V6: i32 = 1 << 5;
+/// sysFlag bit: the record is a batch that needs unwrapping.
+pub const NEED_UNWRAP: i32 = 1 << 6;
+/// sysFlag bit: one record holds several messages (inner batch).
+pub const INNER_BATCH: i32 = 1 << 7;
+/// sysFlag bits 8–10: the compression type, one of the `COMPRESSION_*` values.
+pub const COMPRESSION_TYPE_MASK: i32 = 0b111 << 8;
+/// Compression type: LZ4.
+pub const COMPRESSION_LZ4: i32 = 1 << 8;
+/// Compression type: Zstandard.
+pub const COMPRESSION_ZSTD: i32 = 2 << 8;
+/// Compression type: zlib.
+pub const COMPRESSION_ZLIB: i32 = 3 << 8;
+
+// Field positions that do not depend on the host address families. Everything after the born
+// host moves with BORNHOST_V6 and STOREHOST_V6, so it lives in `Layout`.
+const POS_TOTAL_SIZE: usize = 0;
+const POS_MAGIC: usize = 4;
+const POS_BODY_CRC: usize = 8;
+const POS_QUEUE_ID: usize = 12;
+const POS_FLAG: usize = 16;
+const POS_QUEUE_OFFSET: usize = 20;
+const POS_PHYSICAL_OFFSET: usize = 28;
+const POS_SYS_FLAG: usize = 36;
+const POS_BORN_TIMESTAMP: usize = 40;
+const POS_BORN_HOST: usize = 48;
+const IPV4_HOST_LEN: usize = 4 + 4;
+const IPV6_HOST_LEN: usize = 16 + 4;
+const CRC_MASK: u32 = 0x7FFF_FFFF;
+const CRC_DIGITS: usize = 10;
+/// What the encoder writes before `seal`: the CRC property with a zero CRC.
+const CRC_PROPERTY_TEMPLATE: &[u8; CRC_PROPERTY_LEN] = b"__CRC32#\x010000000000\x02";
+
+/// Java's `String.hashCode`: `h = 31 * h + c` over the UTF-16 code units, wrapping.
+///
+/// RocketMQ hashes tags and index keys this way, so characters outside the Basic Multilingual
+/// Plane count as their two surrogates.
+pub fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
+}
+
+/// The consume-queue tag code of a tag: [`java_hash`] sign-extended to `i64` (0 for `""`).
+pub fn tags_code(tags: &str) -> i64 {
+    i64::from(java_hash(tags))
+}
+
+/// CRC32 (IEEE, as `java.util.zip.CRC32`) with the top bit cleared, as RocketMQ stores it.
+pub fn masked_crc32(data: &[u8]) -> u32 {
+    crc32fast::hash(data) & CRC_MASK
+}
+
+/// Appends `key 0x01 value 0x02` for each pair.
+///
+/// A pair with an empty value is left out: RocketMQ's reader drops it, so writing it would only
+/// cost bytes. On error `out` is restored to its length on entry.
+///
+/// # Errors
+/// [`Error::InvalidProperty`] if a key is empty or is [`CRC_PROPERTY_KEY`] (the store writes that
+/// one itself), or if a key or value contains [`NAME_VALUE_SEPARATOR`] or [`PROPERTY_SEPARATOR`].
+pub fn encode_properties<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) -> Result<()> {
+    let start = out.len();
+    for (key, value) in pairs {
+        if let Err(reason) = check_property(key, value) {
+            out.truncate(start);
+            return Err(Error::InvalidProperty {
+                key: display_prefix(key),
+                reason,
+            });
+        }
+        if value.is_empty() {
+            continue;
+        }
+        out.extend_from_slice(key.as_bytes());
+        out.push(NAME_VALUE_SEPARATOR);
+        out.extend_from_slice(value.as_bytes());
+        out.push(PROPERTY_SEPARATOR);
+    }
+    Ok(())
+}
+
+fn check_property(key: &str, value: &str) -> std::result::Result<(), &'static str> {
+    let has_separator = |s: &str| s.bytes().any(|b| b == NAME_VALUE_SEPARATOR || b == PROPERTY_SEPARATOR);
+    if key.is_empty() {
+        Err("empty key")
+    } else if key == CRC_PROPERTY_KEY {
+        Err("reserved for the record CRC written by the store")
+    } else if has_separator(key) {
+        Err("key contains a separator byte (0x01 or 0x02)")
+    } else if has_separator(value) {
+        Err("value contains a separator byte (0x01 or 0x02)")
+    } else {
+        Ok(())
+    }
+}
+
+/// Error payloads carry names for display only; a megabyte-long name would swamp a log line.
+fn display_prefix(s: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match s.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+/// Iterator over the `(key, value)` pairs of an encoded properties blob; see [`properties`].
+#[derive(Clone, Debug)]
+pub struct PropertyIter<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for PropertyIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.rest.is_empty() {
+            let (segment, rest) = self
+                .rest
+                .split_once(char::from(PROPERTY_SEPARATOR))
+                .unwrap_or((self.rest, ""));
+            self.rest = rest;
+            // RocketMQ's reader keeps a pair only when both sides are non-empty; a value may
+            // itself contain 0x01 (only the first one separates).
+            if let Some((key, value)) = segment.split_once(char::from(NAME_VALUE_SEPARATOR))
+                && !key.is_empty()
+                && !value.is_empty()
+            {
+                return Some((key, value));
+            }
+        }
+        None
+    }
+}
+
+impl FusedIterator for PropertyIter<'_> {}
+
+/// Iterates the pairs of an encoded properties blob, in order, duplicates included.
+///
+/// Parsing follows RocketMQ's reader: the blob is split on `0x02` (the last pair may lack it),
+/// each piece on its first `0x01`; a piece without `0x01`, with an empty key or with an empty
+/// value is skipped. Where a key repeats, RocketMQ's map keeps the last value.
+pub fn properties(blob: &str) -> PropertyIter<'_> {
+    PropertyIter { rest: blob }
+}
+
+/// Everything an encoder needs to know about a message.
+///
+/// The queue offset, physical offset and store timestamp are not here: the store assigns them
+/// under its append lock and writes them with [`EncodedRecord::seal`].
+#[derive(Clone, Copy, Debug)]
+pub struct RecordSpec<'a> {
+    /// Topic; 1 to [`MAX_TOPIC_LEN`] bytes.
+    pub topic: &'a str,
+    /// Queue id within the topic; at most `i32::MAX` (it is an `i32` on disk).
+    pub queue_id: u32,
+    /// Opaque application flag, stored unchanged.
+    pub flag: i32,
+    /// The caller's sysFlag bits. [`BORNHOST_V6`] and [`STOREHOST_V6`] are ignored: the encoder
+    /// derives them from `born_host` and `store_host`.
+    pub sys_flag: i32,
+    /// Producer-side creation time, ms since the epoch.
+    pub born_timestamp: i64,
+    /// Producer address.
+    pub born_host: SocketAddr,
+    /// This broker's address.
+    pub store_host: SocketAddr,
+    /// Redelivery count.
+    pub reconsume_times: i32,
+    /// For a transaction commit or rollback, the commit-log offset of the half message.
+    pub prepared_transaction_offset: i64,
+    /// Body, stored as given (possibly compressed by the client).
+    pub body: &'a [u8],
+    /// Properties already encoded (see [`encode_properties`]), without the CRC property; may be
+    /// empty. Must be valid UTF-8.
+    pub properties: &'a [u8],
+}
+
+/// Positions of the fields that move with the host address families.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    born_host_len: usize,
+    store_host_len: usize,
+}
+
+impl Layout {
+    fn new(sys_flag: i32) -> Layout {
+        let host_len = |v6: bool| if v6 { IPV6_HOST_LEN } else { IPV4_HOST_LEN };
+        Layout {
+            born_host_len: host_len(sys_flag & BORNHOST_V6 != 0),
+            store_host_len: host_len(sys_flag & STOREHOST_V6 != 0),
+        }
+    }
+
+    fn store_timestamp(self) -> usize {
+        POS_BORN_HOST + self.born_host_len
+    }
+
+    fn store_host(self) -> usize {
+        self.store_timestamp() + 8
+    }
+
+    fn reconsume_times(self) -> usize {
+        self.store_host() + self.store_host_len
+    }
+
+    fn prepared_transaction_offset(self) -> usize {
+        self.reconsume_times() + 4
+    }
+
+    fn body_length(self) -> usize {
+        self.prepared_transaction_offset() + 8
+    }
+
+    /// Length of a record with empty body, topic and properties.
+    fn fixed_len(self, v2: bool) -> usize {
+        self.body_length() + 4 + topic_length_width(v2) + 2
+    }
+}
+
+fn topic_length_width(v2: bool) -> usize {
+    if v2 { 2 } else { 1 }
+}
+
+/// A record encoded outside the append lock, waiting for [`seal`](Self::seal).
+///
+/// V2 is chosen when the topic is longer than [`MAX_V1_TOPIC_LEN`] bytes. The record always ends
+/// with the whole-record CRC property (20 bytes), preceded by one `0x02` when the caller's
+/// properties are non-empty and do not already end in `0x02`, as RocketMQ writes it.
+#[derive(Clone)]
+pub struct EncodedRecord {
+    buf: Vec<u8>,
+    store_timestamp_pos: usize,
+    /// CRC of the bytes between the store timestamp and the CRC property: they never change after
+    /// encoding, so `seal` only has to hash the header in front of them.
+    tail_crc: u32,
+    /// x^(8 · tail length) mod the CRC polynomial: multiplying the header's CRC by it shifts the
+    /// header past the tail, which is how `seal` joins the two CRCs without rereading the tail.
+    tail_shift: u32,
+    body_crc: u32,
+}
+
+impl fmt::Debug for EncodedRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncodedRecord")
+            .field("len", &self.buf.len())
+            .field("body_crc", &self.body_crc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EncodedRecord {
+    /// Encodes `spec` into a fresh buffer.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidTopic`]: the topic is empty or longer than [`MAX_TOPIC_LEN`] bytes;
+    /// - [`Error::QueueIdOutOfRange`]: the queue id does not fit the on-disk `i32`;
+    /// - [`Error::InvalidProperty`]: the properties are not valid UTF-8;
+    /// - [`Error::PropertiesTooLarge`]: the properties with the CRC property exceed
+    ///   [`MAX_PROPERTIES_LEN`];
+    /// - [`Error::MessageTooLarge`]: the record would exceed `i32::MAX` bytes.
+    pub fn encode(spec: &RecordSpec<'_>) -> Result<EncodedRecord> {
+        Self::encode_into(spec, Vec::new())
+    }
+
+    /// Same as [`encode`](Self::encode), reusing the allocation of `buf` (cleared first), for
+    /// example one returned by [`into_vec`](Self::into_vec).
+    ///
+    /// # Errors
+    /// As [`encode`](Self::encode).
+    pub fn encode_into(spec: &RecordSpec<'_>, mut buf: Vec<u8>) -> Result<EncodedRecord> {
+        let topic = spec.topic.as_bytes();
+        if topic.is_empty() {
+            return Err(Error::InvalidTopic {
+                topic: String::new(),
+                reason: "empty",
+            });
+        }
+        if topic.len() > MAX_TOPIC_LEN {
+            return Err(Error::InvalidTopic {
+                topic: display_prefix(spec.topic),
+                reason: "longer than 32767 bytes",
+            });
+        }
+        let queue_id = i32::try_from(spec.queue_id).map_err(|_| Error::QueueIdOutOfRange {
+            queue_id: spec.queue_id,
+            max: 1 << 31,
+        })?;
+        let props = spec.properties;
+        if std::str::from_utf8(props).is_err() {
+            return Err(Error::InvalidProperty {
+                key: String::new(),
+                reason: "encoded properties are not valid UTF-8",
+            });
+        }
+        let needs_separator = props.last().is_some_and(|&b| b != PROPERTY_SEPARATOR);
+        let props_len = props.len() + usize::from(needs_separator) + CRC_PROPERTY_LEN;
+        if props_len > MAX_PROPERTIES_LEN {
+            return Err(Error::PropertiesTooLarge {
+                size: props_len,
+                max: MAX_PROPERTIES_LEN,
+            });
+        }
+
+        let v2 = topic.len() > MAX_V1_TOPIC_LEN;
+        let mut sys_flag = spec.sys_flag & !(BORNHOST_V6 | STOREHOST_V6);
+        if spec.born_host.is_ipv6() {
+            sys_flag |= BORNHOST_V6;
+        }
+        if spec.store_host.is_ipv6() {
+            sys_flag |= STOREHOST_V6;
+        }
+        let layout = Layout::new(sys_flag);
+        let without_body = layout.fixed_len(v2) + topic.len() + props_len;
+        let max_body = i32::MAX as usize - without_body;
+        if spec.body.len() > max_body {
+            return Err(Error::MessageTooLarge {
+                size: spec.body.len(),
+                max: max_body,
+            });
+        }
+        let total = without_body + spec.body.len();
+        let body_crc = masked_crc32(spec.body);
+
+        buf.clear();
+        buf.reserve_exact(total);
+        // Bounded by i32::MAX just above.
+        put_i32(&mut buf, total as i32);
+        put_u32(&mut buf, if v2 { MAGIC_V2 } else { MAGIC_V1 });
+        put_u32(&mut buf, body_crc);
+        put_i32(&mut buf, queue_id);
+        put_i32(&mut buf, spec.flag);
+        put_i64(&mut buf, 0); // queue offset, patched by seal
+        put_i64(&mut buf, 0); // physical offset, patched by seal
+        put_i32(&mut buf, sys_flag);
+        put_i64(&mut buf, spec.born_timestamp);
+        put_host(&mut buf, spec.born_host);
+        put_i64(&mut buf, 0); // store timestamp, patched by seal
+        put_host(&mut buf, spec.store_host);
+        put_i32(&mut buf, spec.reconsume_times);
+        put_i64(&mut buf, spec.prepared_transaction_offset);
+        put_i32(&mut buf, spec.body.len() as i32);
+        buf.extend_from_slice(spec.body);
+        if v2 {
+            buf.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+        } else {
+            buf.push(topic.len() as u8);
+        }
+        buf.extend_from_slice(topic);
+        buf.extend_from_slice(&(props_len as i16).to_be_bytes());
+        buf.extend_from_slice(props);
+        if needs_separator {
+            buf.push(PROPERTY_SEPARATOR);
+        }
+        buf.extend_from_slice(CRC_PROPERTY_TEMPLATE);
+        debug_assert_eq!(buf.len(), total);
+
+        let store_timestamp_pos = layout.store_timestamp();
+        let tail = &buf[store_timestamp_pos + 8..total - CRC_PROPERTY_LEN];
+        Ok(EncodedRecord {
+            tail_crc: crc32fast::hash(tail),
+            tail_shift: x8n(tail.len() as u64),
+            buf,
+            store_timestamp_pos,
+            body_crc,
+        })
+    }
+
+    /// Length of the whole record in bytes (its TOTALSIZE).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Always `false`: a record has at least [`MIN_RECORD_LEN`] bytes.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Writes QUEUEOFFSET, PHYSICALOFFSET and STORETIMESTAMP and the whole-record CRC property.
+    ///
+    /// The CRC covers bytes `[0, len - 20)`. Only the 34 bytes that change are written, and the
+    /// CRC costs a hash of the first 64 (or 76) bytes plus one polynomial multiplication,
+    /// whatever the body's size: this runs under the store's append lock. Sealing again (after
+    /// rolling to a new segment, say) simply overwrites the previous values.
+    ///
+    /// Each value must be at most `i64::MAX` (the fields are `i64` on disk).
+    pub fn seal(&mut self, queue_offset: u64, physical_offset: u64, store_timestamp: u64) {
+        debug_assert!(
+            i64::try_from(queue_offset).is_ok()
+                && i64::try_from(physical_offset).is_ok()
+                && i64::try_from(store_timestamp).is_ok()
+        );
+        let ts = self.store_timestamp_pos;
+        let buf = &mut self.buf;
+        buf[POS_QUEUE_OFFSET..POS_QUEUE_OFFSET + 8].copy_from_slice(&queue_offset.to_be_bytes());
+        buf[POS_PHYSICAL_OFFSET..POS_PHYSICAL_OFFSET + 8].copy_from_slice(&physical_offset.to_be_bytes());
+        buf[ts..ts + 8].copy_from_slice(&store_timestamp.to_be_bytes());
+        let head_crc = crc32fast::hash(&buf[..ts + 8]);
+        let crc = (multiply_mod_p(self.tail_shift, head_crc) ^ self.tail_crc) & CRC_MASK;
+        let digits_end = buf.len() - 1;
+        write_crc_digits(&mut buf[digits_end - CRC_DIGITS..digits_end], crc);
+    }
+
+    /// The record's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The record's bytes, giving up the wrapper (the buffer can go back to
+    /// [`encode_into`](Self::encode_into)).
+    pub fn into_vec(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// The body CRC as stored: masked with `0x7FFF_FFFF`.
+    pub fn body_crc(&self) -> u32 {
+        self.body_crc
+    }
+}
+
+fn put_i32(buf: &mut Vec<u8>, v: i32) {
+    buf.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_u32(buf: &mut Vec<u8>, v: u32) {
+    buf.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_i64(buf: &mut Vec<u8>, v: i64) {
+    buf.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_host(buf: &mut Vec<u8>, addr: SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => buf.extend_from_slice(&ip.octets()),
+        IpAddr::V6(ip) => buf.extend_from_slice(&ip.octets()),
+    }
+    put_i32(buf, i32::from(addr.port()));
+}
+
+/// Ten ASCII digits, least significant first, as RocketMQ writes the CRC property.
+fn write_crc_digits(out: &mut [u8], mut crc: u32) {
+    for digit in out {
+        *digit = b'0' + (crc % 10) as u8;
+        crc /= 10;
+    }
+}
+
+/// Inverse of [`write_crc_digits`]; `None` unless exactly ten ASCII digits of a masked CRC.
+fn parse_crc_digits(digits: &[u8]) -> Option<u32> {
+    if digits.len() != CRC_DIGITS {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &d in digits.iter().rev() {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u64::from(d - b'0');
+    }
+    u32::try_from(value).ok().filter(|&v| v <= CRC_MASK)
+}
+
+/// The CRC-32 polynomial, bit-reflected.
+const CRC_POLY: u32 = 0xEDB8_8320;
+
+/// `a · b mod P` for bit-reflected polynomials (bit 31 is x^0), the arithmetic of CRC-32.
+///
+/// A CRC is linear: CRC(A ‖ B) = CRC(A) · x^(8·|B|) ⊕ CRC(B). That identity is what lets `seal`
+/// hash only the bytes it patched.
+const fn multiply_mod_p(a: u32, mut b: u32) -> u32 {
+    let mut product = 0u32;
+    let mut i = 0;
+    while i < 32 {
+        // Branch-free: this runs under the append lock.
+        product ^= b & ((a >> (31 - i)) & 1).wrapping_neg();
+        b = (b >> 1) ^ ((b & 1).wrapping_neg() & CRC_POLY);
+        i += 1;
+    }
+    product
+}
+
+/// x^(8·len) mod P, bit-reflected.
+const fn x8n(len: u64) -> u32 {
+    let mut result = 0x8000_0000; // x^0
+    let mut square = 0x0080_0000; // x^8
+    let mut n = len;
+    while n != 0 {
+        if n & 1 != 0 {
+            result = multiply_mod_p(square, result);
+        }
+        square = multiply_mod_p(square, square);
+        n >>= 1;
+    }
+    result
+}
+
+/// Writes the end-of-segment filler for a tail of `remaining` bytes.
+///
+/// `remaining` is the whole tail from the filler's first byte to the end of the segment; it must
+/// be at least [`BLANK_LEN`] (the slack rule guarantees it) and at most `i32::MAX` (segment sizes
+/// are). The bytes after the filler are left as they are.
+pub fn encode_blank(remaining: u32) -> [u8; BLANK_LEN] {
+    debug_assert!((BLANK_LEN as u32..=i32::MAX as u32).contains(&remaining));
+    let mut out = [0u8; BLANK_LEN];
+    out[..4].copy_from_slice(&remaining.to_be_bytes());
+    out[4..].copy_from_slice(&MAGIC_BLANK.to_be_bytes());
+    out
+}
+
+/// How much [`decode`] checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verify {
+    /// Framing only: magic, every length against the bytes at hand, TOTALSIZE equal to the
+    /// computed length, non-negative offsets and queue id, valid ports, UTF-8 of topic and
+    /// properties.
+    Framing,
+    /// Framing, then the whole-record CRC property if the record has one, otherwise the body CRC
+    /// (stores written by RocketMQ, where the property is optional).
+    Crc,
+    /// Framing, then the whole-record CRC, which must be present (stores written by mqstore).
+    RequireRecordCrc,
+}
+
+/// One frame of the commit log: a record or the end-of-segment filler.
+#[derive(Clone, Copy, Debug)]
+pub enum Frame<'a> {
+    /// A message record.
+    Record(RecordView<'a>),
+    /// The end-of-segment filler: the segment's remaining `len` bytes (filler included) hold no
+    /// record; the next frame starts at the next segment.
+    Blank {
+        /// The tail length the filler declares, at least [`BLANK_LEN`].
+        len: u32,
+    },
+}
+
+/// Why bytes are not a valid record.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The buffer ends before the frame does.
+    #[error("truncated frame: {need} bytes needed, {have} available")]
+    Truncated {
+        /// Bytes the frame needs (8 until the header is read, then its TOTALSIZE).
+        need: usize,
+        /// Bytes available.
+        have: usize,
+    },
+    /// The magic code is none of V1, V2 and BLANK.
+    #[error("unknown magic code {magic:#010x}")]
+    BadMagic {
+        /// The magic found.
+        magic: u32,
+    },
+    /// TOTALSIZE is negative or smaller than the smallest frame of its kind.
+    #[error("impossible total size {total_size}")]
+    BadTotalSize {
+        /// The size found.
+        total_size: i32,
+    },
+    /// TOTALSIZE differs from the length the record's own length fields add up to.
+    #[error("total size {declared} but the fields add up to {computed} bytes")]
+    LengthMismatch {
+        /// TOTALSIZE.
+        declared: u32,
+        /// The length the fields imply; a lower bound when a length field lies past TOTALSIZE.
+        computed: u64,
+    },
+    /// A field that cannot be negative is.
+    #[error("negative {field}: {value}")]
+    NegativeField {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        value: i64,
+    },
+    /// A host address's port is outside 0..=65535.
+    #[error("{field} port {port} out of range")]
+    BadPort {
+        /// `"born host"` or `"store host"`.
+        field: &'static str,
+        /// The port found.
+        port: i32,
+    },
+    /// The topic or the properties are not valid UTF-8.
+    #[error("{field} is not valid UTF-8")]
+    InvalidUtf8 {
+        /// `"topic"` or `"properties"`.
+        field: &'static str,
+    },
+    /// The body does not match the body CRC.
+    #[error("body CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    BodyCrcMismatch {
+        /// BODYCRC.
+        stored: u32,
+        /// CRC of the body found.
+        computed: u32,
+    },
+    /// The record does not match its whole-record CRC property.
+    #[error("record CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    RecordCrcMismatch {
+        /// The value of the CRC property.
+        stored: u32,
+        /// CRC of the bytes found.
+        computed: u32,
+    },
+    /// The whole-record CRC property is required but absent.
+    #[error("the record has no CRC property")]
+    MissingRecordCrc,
+    /// The last property is the CRC property but not in its 20-byte form of ten decimal digits.
+    #[error("malformed CRC property")]
+    BadRecordCrcProperty,
+}
+
+/// A decoded record, borrowing the buffer it was decoded from.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    /// TOTALSIZE: the record's length in bytes.
+    pub total_size: u32,
+    /// [`MAGIC_V1`] or [`MAGIC_V2`].
+    pub magic: u32,
+    /// BODYCRC as stored (masked).
+    pub body_crc: u32,
+    /// Queue id within the topic.
+    pub queue_id: u32,
+    /// Application flag.
+    pub flag: i32,
+    /// Offset in the consume queue (0 for transactional half messages and rollbacks).
+    pub queue_offset: u64,
+    /// The record's own commit-log offset.
+    pub physical_offset: u64,
+    /// sysFlag bits.
+    pub sys_flag: i32,
+    /// Producer-side creation time, ms.
+    pub born_timestamp: i64,
+    /// Producer address (IPv6 addresses come back with flow info and scope id 0).
+    pub born_host: SocketAddr,
+    /// Broker store time, ms.
+    pub store_timestamp: i64,
+    /// Broker address.
+    pub store_host: SocketAddr,
+    /// Redelivery count.
+    pub reconsume_times: i32,
+    /// Commit-log offset of the half message, for transaction commits and rollbacks.
+    pub prepared_transaction_offset: i64,
+    /// The body as stored.
+    pub body: &'a [u8],
+    /// The topic.
+    pub topic: &'a str,
+    /// The encoded properties, CRC property included; see [`properties`].
+    pub properties: &'a str,
+    /// Position of the body's first byte, from the record's first byte.
+    pub body_offset: u32,
+    /// Position of the topic's first byte (after its length), from the record's first byte.
+    pub topic_offset: u32,
+    /// Position of the properties' first byte (after their length), from the record's first
+    /// byte.
+    pub properties_offset: u32,
+}
+
+impl<'a> RecordView<'a> {
+    /// The value of property `key`; the last one if it repeats (as RocketMQ's map keeps it).
+    pub fn property(&self, key: &str) -> Option<&'a str> {
+        properties(self.properties)
+            .filter(|&(k, _)| k == key)
+            .last()
+            .map(|(_, v)| v)
+    }
+
+    /// The `TAGS` property; `None` if absent or empty.
+    pub fn tags(&self) -> Option<&'a str> {
+        self.property(PROPERTY_TAGS)
+    }
+
+    /// The keys of the `KEYS` property, split on spaces, empty tokens skipped.
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.property(PROPERTY_KEYS)
+            .into_iter()
+            .flat_map(|keys| keys.split(KEY_SEPARATOR))
+            .filter(|key| !key.is_empty())
+    }
+
+    /// The `UNIQ_KEY` property: the client-assigned message id.
+    pub fn uniq_key(&self) -> Option<&'a str> {
+        self.property(PROPERTY_UNIQ_KEY)
+    }
+
+    /// Every property but `TAGS`, `KEYS` and the CRC property, in stored order.
+    pub fn user_properties(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        properties(self.properties).filter(|&(k, _)| k != PROPERTY_TAGS && k != PROPERTY_KEYS && k != CRC_PROPERTY_KEY)
+    }
+
+    /// Whether the properties end with a well-formed whole-record CRC property.
+    pub fn has_record_crc(&self) -> bool {
+        matches!(crc_property(self.properties.as_bytes()), CrcProperty::Present(_))
+    }
+
+    /// The consume-queue tag code: [`tags_code`] of the tags, 0 without tags.
+    pub fn tags_code(&self) -> i64 {
+        self.tags().map_or(0, tags_code)
+    }
+
+    /// The sysFlag's transaction type, one of the `TRANSACTION_*_TYPE` values.
+    pub fn transaction_type(&self) -> i32 {
+        self.sys_flag & TRANSACTION_TYPE_MASK
+    }
+
+    /// RocketMQ's store-assigned message id of this record; see [`offset_msg_id`].
+    pub fn offset_msg_id(&self) -> String {
+        offset_msg_id(self.store_host, self.physical_offset)
+    }
+}
+
+/// What the end of a properties blob says about the whole-record CRC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CrcProperty {
+    Absent,
+    Present(u32),
+    Malformed,
+}
+
+/// Looks at the last property only: that is where writers put the CRC property, and the CRC's
+/// range `[0, len - 20)` only makes sense if it fills the record's last 20 bytes.
+fn crc_property(props: &[u8]) -> CrcProperty {
+    let terminated = props.last() == Some(&PROPERTY_SEPARATOR);
+    let end = props.len() - usize::from(terminated);
+    let start = props[..end]
+        .iter()
+        .rposition(|&b| b == PROPERTY_SEPARATOR)
+        .map_or(0, |i| i + 1);
+    let last = &props[start..end];
+    let key_len = last
+        .iter()
+        .position(|&b| b == NAME_VALUE_SEPARATOR)
+        .unwrap_or(last.len());
+    if &last[..key_len] != CRC_PROPERTY_KEY.as_bytes() {
+        return CrcProperty::Absent;
+    }
+    if !terminated || last.len() != CRC_PROPERTY_LEN - 1 {
+        return CrcProperty::Malformed;
+    }
+    match parse_crc_digits(&last[key_len + 1..]) {
+        Some(crc) => CrcProperty::Present(crc),
+        None => CrcProperty::Malformed,
+    }
+}
+
+/// Cheap look at a frame's first 8 bytes: `(TOTALSIZE, MAGICCODE)`, unchecked.
+pub fn peek_header(buf: &[u8]) -> Option<(i32, u32)> {
+    Some((be_i32(buf, POS_TOTAL_SIZE)?, be_u32(buf, POS_MAGIC)?))
+}
+
+fn be_array<const N: usize>(buf: &[u8], pos: usize) -> Option<[u8; N]> {
+    buf.get(pos..pos.checked_add(N)?)?.try_into().ok()
+}
+
+fn be_u32(buf: &[u8], pos: usize) -> Option<u32> {
+    be_array(buf, pos).map(u32::from_be_bytes)
+}
+
+fn be_i32(buf: &[u8], pos: usize) -> Option<i32> {
+    be_array(buf, pos).map(i32::from_be_bytes)
+}
+
+fn be_i64(buf: &[u8], pos: usize) -> Option<i64> {
+    be_array(buf, pos).map(i64::from_be_bytes)
+}
+
+/// Decodes the frame at the start of `buf`.
+///
+/// `buf` may extend past the frame. A record must lie entirely in `buf`, otherwise
+/// [`DecodeError::Truncated`]; a BLANK filler needs only its 8 bytes (the tail it declares is
+/// the caller's to check against the segment). Never panics and never allocates, whatever the
+/// bytes.
+///
+/// Checks run from the cheapest and most telling: magic, TOTALSIZE, the length fields, then the
+/// CRC `verify` asks for, then field values and UTF-8. Running the CRC before interpreting
+/// values makes a damaged record report a CRC mismatch rather than a symptom of the damage.
+///
+/// A V1 topic length is read as unsigned (0..=255): RocketMQ writes V1 only for topics of at
+/// most 127 bytes, so the two readings never differ on its records. An empty topic is accepted
+/// here; the encoder never writes one.
+///
+/// # Errors
+/// A [`DecodeError`] naming the first check that failed.
+pub fn decode(buf: &[u8], verify: Verify) -> std::result::Result<Frame<'_>, DecodeError> {
+    let (total_size, magic) = peek_header(buf).ok_or(DecodeError::Truncated {
+        need: BLANK_LEN,
+        have: buf.len(),
+    })?;
+    let v2 = match magic {
+        MAGIC_V1 => false,
+        MAGIC_V2 => true,
+        MAGIC_BLANK => {
+            return match u32::try_from(total_size) {
+                Ok(len) if len as usize >= BLANK_LEN => Ok(Frame::Blank { len }),
+                _ => Err(DecodeError::BadTotalSize { total_size }),
+            };
+        }
+        magic => return Err(DecodeError::BadMagic { magic }),
+    };
+    let total = usize::try_from(total_size)
+        .ok()
+        .filter(|&t| t >= MIN_RECORD_LEN + usize::from(v2))
+        .ok_or(DecodeError::BadTotalSize { total_size })?;
+    let rec = buf.get(..total).ok_or(DecodeError::Truncated {
+        need: total,
+        have: buf.len(),
+    })?;
+    decode_record(rec, v2, verify).map(Frame::Record)
+}
+
+/// Bounds-checked big-endian reads inside one record.
+///
+/// `decode_record` checks every length before it reads past it, so these reads cannot fail; the
+/// `Truncated` they would return keeps the decoder free of panicking index operations anyway.
+#[derive(Clone, Copy)]
+struct Fields<'a> {
+    rec: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn short(self, pos: usize, width: usize) -> DecodeError {
+        DecodeError::Truncated {
+            need: pos.saturating_add(width),
+            have: self.rec.len(),
+        }
+    }
+
+    fn array<const N: usize>(self, pos: usize) -> Result<[u8; N], DecodeError> {
+        be_array(self.rec, pos).ok_or_else(|| self.short(pos, N))
+    }
+
+    fn u8(self, pos: usize) -> Result<u8, DecodeError> {
+        self.array::<1>(pos).map(|[b]| b)
+    }
+
+    fn i16(self, pos: usize) -> Result<i16, DecodeError> {
+        self.array(pos).map(i16::from_be_bytes)
+    }
+
+    fn i32(self, pos: usize) -> Result<i32, DecodeError> {
+        self.array(pos).map(i32::from_be_bytes)
+    }
+
+    fn u32(self, pos: usize) -> Result<u32, DecodeError> {
+        self.array(pos).map(u32::from_be_bytes)
+    }
+
+    fn i64(self, pos: usize) -> Result<i64, DecodeError> {
+        self.array(pos).map(i64::from_be_bytes)
+    }
+
+    fn slice(self, start: usize, end: usize) -> Result<&'a [u8], DecodeError> {
+        self.rec
+            .get(start..end)
+            .ok_or_else(|| self.short(start, end.saturating_sub(start)))
+    }
+
+    /// A length or offset field that must not be negative.
+    fn non_negative(self, field: &'static str, value: impl Into<i64>) -> Result<u64, DecodeError> {
+        let value = value.into();
+        u64::try_from(value).map_err(|_| DecodeError::NegativeField { field, value })
+    }
+
+    fn host(self, pos: usize, len: usize, field: &'static str) -> Result<SocketAddr, DecodeError> {
+        let ip = if len == IPV6_HOST_LEN {
+            IpAddr::V6(Ipv6Addr::from(self.array::<16>(pos)?))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(self.array::<4>(pos)?))
+        };
+        let port = self.i32(pos + len - 4)?;
+        let port = u16::try_from(port).map_err(|_| DecodeError::BadPort { field, port })?;
+        Ok(SocketAddr::new(ip, port))
+    }
+}
+
+/// Decodes a record whose magic is V1 or V2 and whose TOTALSIZE is `rec.len()`, at least
+/// [`MIN_RECORD_LEN`].
+fn decode_record(rec: &[u8], v2: bool, verify: Verify) -> Result<RecordView<'_>, DecodeError> {
+    let f = Fields { rec };
+    let total = rec.len();
+    let mismatch = |computed: usize| DecodeError::LengthMismatch {
+        declared: total as u32,
+        computed: computed as u64,
+    };
+
+    // Lengths, each checked against TOTALSIZE before anything behind it is read.
+    let sys_flag = f.i32(POS_SYS_FLAG)?;
+    let layout = Layout::new(sys_flag);
+    let fixed = layout.fixed_len(v2);
+    if total < fixed {
+        return Err(mismatch(fixed));
+    }
+    let body_len = f.non_negative("body length", f.i32(layout.body_length())?)? as usize;
+    if fixed + body_len > total {
+        return Err(mismatch(fixed + body_len));
+    }
+    let body_start = layout.body_length() + 4;
+    let topic_len_pos = body_start + body_len;
+    let topic_len = if v2 {
+        f.non_negative("topic length", f.i16(topic_len_pos)?)? as usize
+    } else {
+        usize::from(f.u8(topic_len_pos)?)
+    };
+    if fixed + body_len + topic_len > total {
+        return Err(mismatch(fixed + body_len + topic_len));
+    }
+    let topic_start = topic_len_pos + topic_length_width(v2);
+    let props_len_pos = topic_start + topic_len;
+    let props_len = f.non_negative("properties length", f.i16(props_len_pos)?)? as usize;
+    let computed = fixed + body_len + topic_len + props_len;
+    if computed != total {
+        return Err(mismatch(computed));
+    }
+    let props_start = props_len_pos + 2;
+    let body = f.slice(body_start, topic_len_pos)?;
+    let topic = f.slice(topic_start, props_len_pos)?;
+    let props = f.slice(props_start, total)?;
+
+    let body_crc = f.u32(POS_BODY_CRC)?;
+    if verify != Verify::Framing {
+        match crc_property(props) {
+            CrcProperty::Present(stored) => {
+                let computed = masked_crc32(f.slice(0, total - CRC_PROPERTY_LEN)?);
+                if computed != stored {
+                    return Err(DecodeError::RecordCrcMismatch { stored, computed });
+                }
+            }
+            CrcProperty::Malformed => return Err(DecodeError::BadRecordCrcProperty),
+            CrcProperty::Absent if verify == Verify::RequireRecordCrc => {
+                return Err(DecodeError::MissingRecordCrc);
+            }
+            CrcProperty::Absent => {
+                let computed = masked_crc32(body);
+                if computed != body_crc {
+                    return Err(DecodeError::BodyCrcMismatch {
+                        stored: body_crc,
+                        computed,
+                    });
+                }
+            }
+        }
+    }
+
+    // Values.
+    let queue_id = f.non_negative("queue id", f.i32(POS_QUEUE_ID)?)? as u32;
+    let queue_offset = f.non_negative("queue offset", f.i64(POS_QUEUE_OFFSET)?)?;
+    let physical_offset = f.non_negative("physical offset", f.i64(POS_PHYSICAL_OFFSET)?)?;
+    let born_host = f.host(POS_BORN_HOST, layout.born_host_len, "born host")?;
+    let store_host = f.host(layout.store_host(), layout.store_host_len, "store host")?;
+    let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::InvalidUtf8 { field: "topic" })?;
+    let properties = std::str::from_utf8(props).map_err(|_| DecodeError::InvalidUtf8 { field: "properties" })?;
+
+    Ok(RecordView {
+        total_size: total as u32,
+        magic: if v2 { MAGIC_V2 } else { MAGIC_V1 },
+        body_crc,
+        queue_id,
+        flag: f.i32(POS_FLAG)?,
+        queue_offset,
+        physical_offset,
+        sys_flag,
+        born_timestamp: f.i64(POS_BORN_TIMESTAMP)?,
+        born_host,
+        store_timestamp: f.i64(layout.store_timestamp())?,
+        store_host,
+        reconsume_times: f.i32(layout.reconsume_times())?,
+        prepared_transaction_offset: f.i64(layout.prepared_transaction_offset())?,
+        body,
+        topic,
+        properties,
+        // All positions are below TOTALSIZE, an i32.
+        body_offset: body_start as u32,
+        topic_offset: topic_start as u32,
+        properties_offset: props_start as u32,
+    })
+}
+
+/// RocketMQ's store-assigned message id (`offsetMsgId`): uppercase hex of the store host's IP
+/// (4 or 16 bytes), its port (`i32`) and the physical offset (`i64`), all big-endian: 32 hex
+/// digits for IPv4, 56 for IPv6.
+pub fn offset_msg_id(store_host: SocketAddr, physical_offset: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut bytes = Vec::with_capacity(IPV6_HOST_LEN + 8);
+    put_host(&mut bytes, store_host);
+    bytes.extend_from_slice(&physical_offset.to_be_bytes());
+    bytes
+        .iter()
+        .flat_map(|&b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]])
+        .map(char::from)
+        .collect()
+}
+
+/// Inverse of [`offset_msg_id`]; accepts either case, as RocketMQ does.
+///
+/// `None` unless `id` is 32 or 56 hex digits with a port in range and a non-negative offset.
+pub fn parse_offset_msg_id(id: &str) -> Option<(SocketAddr, u64)> {
+    let ip_len = match id.len() {
+        32 => 4,
+        56 => 16,
+        _ => return None,
+    };
+    let mut bytes = [0u8; 28];
+    let bytes = &mut bytes[..id.len() / 2];
+    for (out, pair) in bytes.iter_mut().zip(id.as_bytes().chunks_exact(2)) {
+        let hi = char::from(pair[0]).to_digit(16)?;
+        let lo = char::from(pair[1]).to_digit(16)?;
+        *out = (hi << 4 | lo) as u8;
+    }
+    let ip = if ip_len == 4 {
+        IpAddr::V4(Ipv4Addr::from(be_array::<4>(bytes, 0)?))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(be_array::<16>(bytes, 0)?))
+    };
+    let port = u16::try_from(be_i32(bytes, ip_len)?).ok()?;
+    let offset = u64::try_from(be_i64(bytes, ip_len + 4)?).ok()?;
+    Some((SocketAddr::new(ip, port), offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifted_crc_equals_crc_of_concatenation() {
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for split in [0, 1, 63, 64, 76, 1000, 2999, 3000] {
+            let (head, tail) = data.split_at(split);
+            let joined = multiply_mod_p(x8n(tail.len() as u64), crc32fast::hash(head)) ^ crc32fast::hash(tail);
+            assert_eq!(joined, crc32fast::hash(&data), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn crc_digits_are_least_significant_first() {
+        let mut out = [0u8; 10];
+        write_crc_digits(&mut out, 0);
+        assert_eq!(&out, b"0000000000");
+        write_crc_digits(&mut out, 0x7FFF_FFFF);
+        assert_eq!(&out, b"7463847412");
+        write_crc_digits(&mut out, 1_234);
+        assert_eq!(&out, b"4321000000");
+        assert_eq!(parse_crc_digits(b"4321000000"), Some(1_234));
+        assert_eq!(parse_crc_digits(b"7463847412"), Some(0x7FFF_FFFF));
+        // 2147483648 does not fit a masked CRC.
+        assert_eq!(parse_crc_digits(b"8463847412"), None);
+        assert_eq!(parse_crc_digits(b"999999999"), None);
+        assert_eq!(parse_crc_digits(b"99999999x9"), None);
+    }
+
+    #[test]
+    fn crc_property_is_found_only_as_the_last_property() {
+        assert_eq!(crc_property(b""), CrcProperty::Absent);
+        assert_eq!(crc_property(b"a\x01b"), CrcProperty::Absent);
+        assert_eq!(crc_property(b"__CRC32#\x014321000000\x02"), CrcProperty::Present(1_234));
+        assert_eq!(
+            crc_property(b"a\x01b\x02__CRC32#\x014321000000\x02"),
+            CrcProperty::Present(1_234)
+        );
+        // A longer key that merely ends like the CRC key is a user property.
+        assert_eq!(
+            crc_property(b"a\x01b\x02X__CRC32#\x014321000000\x02"),
+            CrcProperty::Absent
+        );
+        assert_eq!(
+            crc_property(b"__CRC32#\x014321000000\x02a\x01b\x02"),
+            CrcProperty::Absent
+        );
+        assert_eq!(crc_property(b"__CRC32#\x01123\x02"), CrcProperty::Malformed);
+        assert_eq!(crc_property(b"__CRC32#\x014321000000"), CrcProperty::Malformed);
+        assert_eq!(crc_property(b"__CRC32#"), CrcProperty::Malformed);
+    }
+}

@@ -1,0 +1,304 @@
+//! The commit log: one append-only log of every topic's records, cut into segments.
+//!
+//! Appends take one lock that covers only the copy of already-encoded records: the store
+//! timestamp, queue offsets and physical offsets are patched in under it. A record (or batch)
+//! that does not fit the active segment's tail leaves an end-of-segment filler there and goes
+//! whole into the next segment.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use crate::codec::{self, BLANK_LEN, DecodeError, EncodedRecord, Frame, RecordView, Verify};
+use crate::error::{Error, Result};
+use crate::flush::FlushTarget;
+use crate::segment::{Backend, Segment, SegmentQueue, SegmentWriter};
+use crate::segment::{SegmentRef, SizeRule};
+
+/// One record on its way into the log, and where it landed.
+pub struct Appending<'a> {
+    /// The encoded record; sealed (offsets, timestamp, CRC) during the append.
+    pub record: EncodedRecord,
+    /// The queue's offset counter; read and advanced under the append lock.
+    pub queue_counter: &'a AtomicU64,
+    /// Assigned commit-log offset.
+    pub commit_log_offset: u64,
+    /// Assigned queue offset.
+    pub queue_offset: u64,
+    /// Assigned store timestamp (ms).
+    pub store_timestamp: u64,
+}
+
+impl<'a> Appending<'a> {
+    /// A record to append, taking its queue offset from `queue_counter`.
+    pub fn new(record: EncodedRecord, queue_counter: &'a AtomicU64) -> Self {
+        Appending {
+            record,
+            queue_counter,
+            commit_log_offset: 0,
+            queue_offset: 0,
+            store_timestamp: 0,
+        }
+    }
+}
+
+struct AppendState<S: crate::segment::Storage> {
+    writer: Option<SegmentWriter<S>>,
+    last_store_timestamp: u64,
+}
+
+/// What sits at a commit-log offset.
+pub enum Entry<'a> {
+    /// A record (validated as asked).
+    Record(RecordView<'a>),
+    /// The end-of-segment filler; the next record is at `next`.
+    Blank {
+        /// Start of the next segment.
+        next: u64,
+    },
+    /// Nothing readable here (the end of the log).
+    End,
+}
+
+/// The commit log of a store.
+pub struct CommitLog<B: Backend> {
+    segments: SegmentQueue<B>,
+    state: Mutex<AppendState<B::Storage>>,
+    /// One past the last published byte.
+    written: AtomicU64,
+    /// One past the last byte known durable.
+    flushed: AtomicU64,
+    closed: AtomicBool,
+    warm_up: bool,
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl<B: Backend> CommitLog<B> {
+    /// Loads the segments of `dir`. Every segment is fully readable until [`set_end`] is called
+    /// by recovery.
+    ///
+    /// [`set_end`]: CommitLog::set_end
+    pub fn open(backend: Arc<B>, dir: &Path, size: SizeRule, warm_up: bool) -> Result<Self> {
+        let segments = SegmentQueue::open(backend, dir, size)?;
+        let end = segments.max_offset();
+        Ok(CommitLog {
+            segments,
+            state: Mutex::new(AppendState {
+                writer: None,
+                last_store_timestamp: 0,
+            }),
+            written: AtomicU64::new(end),
+            flushed: AtomicU64::new(end),
+            closed: AtomicBool::new(false),
+            warm_up,
+        })
+    }
+
+    /// The segments.
+    pub fn segments(&self) -> &SegmentQueue<B> {
+        &self.segments
+    }
+
+    /// Segment size.
+    pub fn segment_size(&self) -> u64 {
+        self.segments.segment_size()
+    }
+
+    /// Smallest offset held.
+    pub fn min_offset(&self) -> u64 {
+        self.segments.min_offset().unwrap_or(0)
+    }
+
+    /// One past the last published byte.
+    pub fn max_offset(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Sets the end of the log after recovery: everything at or above `end` is cut (zeroed when
+    /// `zero`, so stale bytes can never be taken for records). Returns the paths of segments that
+    /// lay wholly past the end, removed from the log but left on disk for the caller.
+    pub fn set_end(&self, end: u64, zero: bool, last_store_timestamp: u64) -> Result<Vec<std::path::PathBuf>> {
+        let mut state = self.state.lock();
+        state.writer = None;
+        let removed = self.segments.truncate(end, zero)?;
+        self.written.store(end, Ordering::Release);
+        self.flushed.store(end, Ordering::Release);
+        state.last_store_timestamp = last_store_timestamp;
+        Ok(removed)
+    }
+
+    /// Stops appends: later ones fail with [`Error::Closed`].
+    pub fn close(&self) {
+        let mut state = self.state.lock();
+        self.closed.store(true, Ordering::Release);
+        state.writer = None;
+    }
+
+    /// Appends `batch` contiguously in one segment. Either all records are appended or none.
+    /// Returns the end offset of the last record.
+    pub fn append(&self, batch: &mut [Appending<'_>]) -> Result<u64> {
+        let total: u64 = batch.iter().map(|a| a.record.len() as u64).sum();
+        let segment_size = self.segments.segment_size();
+        if total + BLANK_LEN as u64 > segment_size {
+            return Err(Error::RecordExceedsSegment {
+                size: total as usize,
+                segment_size,
+            });
+        }
+        let mut state = self.state.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.ensure_room(&mut state, total)?;
+        // Inside the lock so that store timestamps never decrease along the log.
+        let timestamp = now_millis().max(state.last_store_timestamp);
+        state.last_store_timestamp = timestamp;
+        let writer = state.writer.as_mut().expect("ensure_room sets the writer");
+        for a in batch.iter_mut() {
+            let queue_offset = a.queue_counter.load(Ordering::Relaxed);
+            a.queue_counter.store(queue_offset + 1, Ordering::Relaxed);
+            let physical = writer.position();
+            a.record.seal(queue_offset, physical, timestamp);
+            writer.write(a.record.as_bytes());
+            a.commit_log_offset = physical;
+            a.queue_offset = queue_offset;
+            a.store_timestamp = timestamp;
+        }
+        writer.publish();
+        let end = writer.position();
+        self.written.store(end, Ordering::Release);
+        Ok(end)
+    }
+
+    /// Makes sure the active writer has room for `len` bytes plus the filler slack, rolling to a
+    /// new segment (after writing the filler) when not.
+    fn ensure_room(&self, state: &mut AppendState<B::Storage>, len: u64) -> Result<()> {
+        let need = len + BLANK_LEN as u64;
+        if state.writer.as_ref().is_some_and(|w| w.remaining() >= need) {
+            return Ok(());
+        }
+        // Find or resume the active segment.
+        let next_start = match state.writer.take() {
+            Some(mut w) => {
+                self.seal_segment(&mut w);
+                w.segment().end()
+            }
+            None => match self.segments.last() {
+                Some(last) if !last.is_full() => {
+                    let mut w = last
+                        .claim_writer()
+                        .ok_or_else(|| Error::layout(last.path(), "active segment already has a writer"))?;
+                    if w.remaining() >= need {
+                        state.writer = Some(w);
+                        return Ok(());
+                    }
+                    self.seal_segment(&mut w);
+                    last.end()
+                }
+                Some(last) => last.end(),
+                None => {
+                    let end = self.written.load(Ordering::Acquire);
+                    end - end % self.segment_size()
+                }
+            },
+        };
+        let segment = self.segments.create(next_start, self.warm_up)?;
+        let w = segment
+            .claim_writer()
+            .ok_or_else(|| Error::layout(segment.path(), "new segment already has a writer"))?;
+        state.writer = Some(w);
+        Ok(())
+    }
+
+    /// Writes the end-of-segment filler over the writer's tail and publishes it.
+    fn seal_segment(&self, w: &mut SegmentWriter<B::Storage>) {
+        let remaining = w.remaining();
+        if remaining >= BLANK_LEN as u64 {
+            w.write(&codec::encode_blank(remaining as u32));
+        }
+        w.fill_to_end();
+        w.publish();
+        self.written.store(w.position(), Ordering::Release);
+    }
+
+    /// The segment holding `offset`.
+    pub fn segment_at(&self, offset: u64) -> Option<SegmentRef<B>> {
+        self.segments.find(offset)
+    }
+
+    /// Decodes what sits at `offset` of `segment`.
+    pub fn entry_in<'s>(
+        segment: &'s Segment<B::Storage>,
+        offset: u64,
+        verify: Verify,
+    ) -> Result<Entry<'s>, DecodeError> {
+        let pos = offset - segment.start();
+        let Some(bytes) = segment.read_from(pos) else {
+            return Ok(Entry::End);
+        };
+        if bytes.is_empty() {
+            return Ok(Entry::End);
+        }
+        match codec::decode(bytes, verify)? {
+            Frame::Record(view) => Ok(Entry::Record(view)),
+            Frame::Blank { .. } => Ok(Entry::Blank { next: segment.end() }),
+        }
+    }
+
+    /// Reads and validates the record at `offset` that should be `size` bytes long.
+    pub fn read_record(&self, offset: u64, size: u32, verify: Verify) -> Result<Option<(SegmentRef<B>, u64)>> {
+        let Some(segment) = self.segments.find(offset) else {
+            return Ok(None);
+        };
+        let pos = offset - segment.start();
+        let Some(bytes) = segment.read(pos, size as usize) else {
+            return Ok(None);
+        };
+        match codec::decode(bytes, verify) {
+            Ok(Frame::Record(_)) => {}
+            Ok(Frame::Blank { .. }) => {
+                return Err(Error::CorruptRecord {
+                    offset,
+                    source: DecodeError::BadMagic {
+                        magic: codec::MAGIC_BLANK,
+                    },
+                });
+            }
+            Err(source) => return Err(Error::CorruptRecord { offset, source }),
+        }
+        Ok(Some((segment, pos)))
+    }
+}
+
+impl<B: Backend> FlushTarget for CommitLog<B> {
+    fn written_offset(&self) -> u64 {
+        self.max_offset()
+    }
+
+    fn flushed_offset(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    fn flush(&self, least_pages: u64) -> io::Result<u64> {
+        let mut at = self.flushed.load(Ordering::Acquire);
+        let mut durable = at;
+        while let Some(segment) = self.segments.find(at) {
+            let f = segment.flush(least_pages)?;
+            durable = segment.start() + f;
+            if f < segment.size() {
+                break;
+            }
+            at = segment.end();
+        }
+        Ok(self.flushed.fetch_max(durable, Ordering::AcqRel).max(durable))
+    }
+}

@@ -1,0 +1,152 @@
+//! Store configuration: one builder, RocketMQ's defaults, and a validation step run by `open`.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+
+use crate::consume_queue::UNIT_SIZE;
+use crate::error::{Error, Result};
+use crate::flush::FlushPolicy;
+
+/// RocketMQ's commit-log segment size: 1 GiB.
+pub const DEFAULT_COMMIT_LOG_SEGMENT_SIZE: u64 = 1 << 30;
+/// RocketMQ's consume-queue segment: 300,000 units of 20 bytes.
+pub const DEFAULT_CONSUME_QUEUE_UNITS: u64 = 300_000;
+/// RocketMQ's `maxMessageSize`: 4 MiB of body.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 << 20;
+/// Queues per topic accepted by default.
+pub const DEFAULT_MAX_QUEUES_PER_TOPIC: u32 = 1024;
+/// Longest topic name, in bytes (RocketMQ's `maxTopicLength`).
+pub const MAX_TOPIC_LEN: usize = 127;
+
+/// Everything [`MessageStore::open`](crate::MessageStore::open) needs. Only the directory is
+/// required; every other field has RocketMQ's default unless noted.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct StoreConfig {
+    pub(crate) dir: PathBuf,
+    pub(crate) flush: FlushPolicy,
+    pub(crate) commit_log_segment_size: u64,
+    pub(crate) consume_queue_units: u64,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_queues_per_topic: u32,
+    pub(crate) warm_up_segments: bool,
+    pub(crate) verify_crc_on_read: bool,
+    pub(crate) store_host: SocketAddr,
+    pub(crate) max_get_bytes: usize,
+    pub(crate) consume_queue_flush_interval_ms: u64,
+}
+
+impl StoreConfig {
+    /// A configuration for the store in `dir` (created if missing) with all defaults.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            dir: dir.into(),
+            flush: FlushPolicy::asynchronous(),
+            commit_log_segment_size: DEFAULT_COMMIT_LOG_SEGMENT_SIZE,
+            consume_queue_units: DEFAULT_CONSUME_QUEUE_UNITS,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_queues_per_topic: DEFAULT_MAX_QUEUES_PER_TOPIC,
+            warm_up_segments: false,
+            verify_crc_on_read: true,
+            store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
+            max_get_bytes: 128 << 20,
+            consume_queue_flush_interval_ms: 1000,
+        }
+    }
+
+    /// How appends are made durable. Default: [`FlushPolicy::asynchronous`].
+    pub fn flush_policy(mut self, policy: FlushPolicy) -> Self {
+        self.flush = policy;
+        self
+    }
+
+    /// Size in bytes of each commit-log segment file (default 1 GiB). Applies to a new store; an
+    /// existing store keeps the size it was created with. At least 4 KiB.
+    pub fn commit_log_segment_size(mut self, bytes: u64) -> Self {
+        self.commit_log_segment_size = bytes;
+        self
+    }
+
+    /// Units (of 20 bytes) per consume-queue segment file (default 300,000). Applies to new
+    /// queues of a new store, like the commit-log segment size.
+    pub fn consume_queue_units_per_segment(mut self, units: u64) -> Self {
+        self.consume_queue_units = units;
+        self
+    }
+
+    /// Largest accepted message body in bytes (default 4 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Queue ids accepted per topic are `0..n` (default 1024).
+    pub fn max_queues_per_topic(mut self, n: u32) -> Self {
+        self.max_queues_per_topic = n;
+        self
+    }
+
+    /// Touch every page of a new commit-log segment before it is used, so that appends do not
+    /// page-fault (default off, as in RocketMQ).
+    pub fn warm_up_segments(mut self, on: bool) -> Self {
+        self.warm_up_segments = on;
+        self
+    }
+
+    /// Check every record's CRC when it is read by `get` (default on). A damaged record is then
+    /// an error, never data.
+    pub fn verify_crc_on_read(mut self, on: bool) -> Self {
+        self.verify_crc_on_read = on;
+        self
+    }
+
+    /// The address written as STOREHOST in every record (default 127.0.0.1:10911).
+    pub fn store_host(mut self, addr: SocketAddr) -> Self {
+        self.store_host = addr;
+        self
+    }
+
+    /// Upper bound on the record bytes one `get` returns (default 128 MiB, RocketMQ's hard cap).
+    /// At least one message is always returned when one is available.
+    pub fn max_get_bytes(mut self, bytes: usize) -> Self {
+        self.max_get_bytes = bytes;
+        self
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Checks the fields against each other; `open` calls it.
+    pub fn validate(&self) -> Result<()> {
+        if self.commit_log_segment_size < 4096 {
+            return Err(Error::InvalidConfig(format!(
+                "commit_log_segment_size {} is below 4096 bytes",
+                self.commit_log_segment_size
+            )));
+        }
+        if self.commit_log_segment_size > i64::MAX as u64 / 2 {
+            return Err(Error::InvalidConfig("commit_log_segment_size is too large".into()));
+        }
+        if self.consume_queue_units == 0 || self.consume_queue_units > (1 << 40) / UNIT_SIZE {
+            return Err(Error::InvalidConfig(format!(
+                "consume_queue_units_per_segment {} is out of range",
+                self.consume_queue_units
+            )));
+        }
+        if self.max_message_size == 0 || self.max_message_size > i32::MAX as usize {
+            return Err(Error::InvalidConfig(format!(
+                "max_message_size {} is out of range 1..=2^31-1",
+                self.max_message_size
+            )));
+        }
+        if self.max_queues_per_topic == 0 || self.max_queues_per_topic > i32::MAX as u32 {
+            return Err(Error::InvalidConfig(
+                "max_queues_per_topic must be in 1..=2^31-1".into(),
+            ));
+        }
+        self.flush.validate()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,462 @@
+//! Consume queues: per (topic, queue id), fixed 20-byte units pointing into the commit log, so
+//! that queue offset N is found in O(1); and the table of all queues.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, IoContext, Result};
+use crate::message::validate_topic;
+use crate::segment::{Backend, SegmentQueue, SegmentWriter, SizeRule};
+
+/// Bytes per unit: commit-log offset (i64), size (i32), tag hash (i64), big-endian.
+pub const UNIT_SIZE: u64 = 20;
+
+/// One consume-queue unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CqUnit {
+    /// Where the record starts in the commit log.
+    pub commit_log_offset: u64,
+    /// The record's total size.
+    pub size: u32,
+    /// Java hash of the tag (0 = no tag).
+    pub tags_code: i64,
+}
+
+impl CqUnit {
+    /// RocketMQ's filler for units of a queue that starts past offset 0 (`fillPreBlank`).
+    pub const BLANK: CqUnit = CqUnit {
+        commit_log_offset: 0,
+        size: i32::MAX as u32,
+        tags_code: 0,
+    };
+
+    /// The on-disk bytes.
+    pub fn encode(&self) -> [u8; UNIT_SIZE as usize] {
+        let mut b = [0u8; UNIT_SIZE as usize];
+        b[0..8].copy_from_slice(&self.commit_log_offset.to_be_bytes());
+        b[8..12].copy_from_slice(&self.size.to_be_bytes());
+        b[12..20].copy_from_slice(&self.tags_code.to_be_bytes());
+        b
+    }
+
+    /// Parses a unit; `None` for an unwritten or invalid one (offset < 0 or size <= 0, as
+    /// RocketMQ's recovery judges it).
+    pub fn decode(b: &[u8]) -> Option<CqUnit> {
+        let b: &[u8; 20] = b.get(..20)?.try_into().ok()?;
+        let offset = i64::from_be_bytes(b[0..8].try_into().ok()?);
+        let size = i32::from_be_bytes(b[8..12].try_into().ok()?);
+        let tags_code = i64::from_be_bytes(b[12..20].try_into().ok()?);
+        if offset < 0 || size <= 0 {
+            return None;
+        }
+        Some(CqUnit {
+            commit_log_offset: offset as u64,
+            size: size as u32,
+            tags_code,
+        })
+    }
+
+    /// Whether this is a filler unit.
+    pub fn is_blank(&self) -> bool {
+        *self == Self::BLANK
+    }
+
+    /// One past the record's last byte.
+    pub fn end(&self) -> u64 {
+        self.commit_log_offset + self.size as u64
+    }
+}
+
+/// The units of one (topic, queue id).
+pub struct ConsumeQueue<B: Backend> {
+    topic: String,
+    queue_id: u32,
+    segments: SegmentQueue<B>,
+    writer: Mutex<Option<SegmentWriter<B::Storage>>>,
+    /// Next queue offset to hand to a put. Only the commit log's append lock changes it.
+    assigned: AtomicU64,
+    /// One past the last unit written (dispatched).
+    max_offset: AtomicU64,
+    /// First offset a reader may ask for.
+    min_offset: AtomicU64,
+    /// End of the last record dispatched here: re-dispatching a record at or below it is a no-op.
+    max_physical: AtomicU64,
+    /// Durable up to this queue offset.
+    flushed: AtomicU64,
+}
+
+impl<B: Backend> ConsumeQueue<B> {
+    fn open(backend: Arc<B>, dir: PathBuf, topic: String, queue_id: u32, size: SizeRule) -> Result<Self> {
+        let segments = SegmentQueue::open(backend, &dir, size)?;
+        if segments.segment_size() % UNIT_SIZE != 0 {
+            return Err(Error::layout(
+                &dir,
+                format!(
+                    "consume-queue file size {} is not a multiple of 20",
+                    segments.segment_size()
+                ),
+            ));
+        }
+        let cq = ConsumeQueue {
+            topic,
+            queue_id,
+            segments,
+            writer: Mutex::new(None),
+            assigned: AtomicU64::new(0),
+            max_offset: AtomicU64::new(0),
+            min_offset: AtomicU64::new(0),
+            max_physical: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
+        };
+        cq.recover_end()?;
+        Ok(cq)
+    }
+
+    /// Finds the end of the written units in the last segment (the first invalid unit) and the
+    /// queue's minimum, after loading.
+    fn recover_end(&self) -> Result<()> {
+        let Some((start, end, mut max_physical)) = self.segments.last().map(|last| {
+            let bytes = last.read(0, last.size() as usize).unwrap_or(&[]);
+            let mut end = 0u64;
+            let mut max_physical = 0u64;
+            for chunk in bytes.chunks_exact(UNIT_SIZE as usize) {
+                let Some(u) = CqUnit::decode(chunk) else { break };
+                if !u.is_blank() {
+                    max_physical = u.end();
+                }
+                end += UNIT_SIZE;
+            }
+            (last.start(), end, max_physical)
+        }) else {
+            return Ok(());
+        };
+        self.segments.truncate(start + end, false)?;
+        let max = (start + end) / UNIT_SIZE;
+        self.max_offset.store(max, Ordering::Release);
+        self.assigned.store(max, Ordering::Release);
+        self.flushed.store(max, Ordering::Release);
+        if max_physical == 0 {
+            // The last segment held no real unit: look back for the previous one.
+            max_physical = self.last_physical_before(max);
+        }
+        self.max_physical.store(max_physical, Ordering::Release);
+        let mut min = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
+        while min < max && self.unit(min).is_some_and(|u| u.is_blank()) {
+            min += 1;
+        }
+        self.min_offset.store(min, Ordering::Release);
+        Ok(())
+    }
+
+    fn last_physical_before(&self, mut offset: u64) -> u64 {
+        let floor = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
+        while offset > floor {
+            offset -= 1;
+            match self.unit(offset) {
+                Some(u) if !u.is_blank() => return u.end(),
+                Some(_) => {}
+                None => return 0,
+            }
+        }
+        0
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The queue id.
+    pub fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
+    /// The counter puts take their queue offset from (under the commit log's append lock).
+    pub fn assign_counter(&self) -> &AtomicU64 {
+        &self.assigned
+    }
+
+    /// One past the last dispatched unit.
+    pub fn max_offset(&self) -> u64 {
+        self.max_offset.load(Ordering::Acquire)
+    }
+
+    /// Smallest offset readable.
+    pub fn min_offset(&self) -> u64 {
+        self.min_offset.load(Ordering::Acquire)
+    }
+
+    /// Next queue offset a put will get (the max offset plus what is appended but not yet
+    /// dispatched).
+    pub fn assigned(&self) -> u64 {
+        self.assigned.load(Ordering::Acquire)
+    }
+
+    /// End of the last record dispatched into this queue.
+    pub fn max_physical(&self) -> u64 {
+        self.max_physical.load(Ordering::Acquire)
+    }
+
+    /// Units per segment file.
+    pub fn units_per_segment(&self) -> u64 {
+        self.segments.segment_size() / UNIT_SIZE
+    }
+
+    /// The unit at `offset`, if written and still held.
+    pub fn unit(&self, offset: u64) -> Option<CqUnit> {
+        let byte = offset.checked_mul(UNIT_SIZE)?;
+        let seg = self.segments.find(byte)?;
+        let bytes = seg.read(byte - seg.start(), UNIT_SIZE as usize)?;
+        CqUnit::decode(bytes)
+    }
+
+    /// Appends the unit for the record with queue offset `queue_offset`. Idempotent: a unit at
+    /// or below what the queue already holds is skipped, so recovery can re-dispatch freely. A
+    /// gap (units lost, for example with a deleted file) is filled with blank units so that
+    /// offsets stay positional. Returns whether the unit was written.
+    pub fn put(&self, queue_offset: u64, unit: CqUnit, warm_up: bool) -> Result<bool> {
+        let mut writer = self.writer.lock();
+        let max = self.max_offset();
+        if queue_offset < max || (max > 0 && unit.end() <= self.max_physical()) {
+            return Ok(false);
+        }
+        if queue_offset > max {
+            tracing::warn!(
+                topic = %self.topic, queue_id = self.queue_id, expected = max, got = queue_offset,
+                "consume queue gap: filling with blank units"
+            );
+        }
+        let mut next = max;
+        if self.segments.is_empty() && queue_offset > 0 {
+            // A queue whose first file is created past 0: start at the file holding the offset.
+            let per = self.units_per_segment();
+            next = queue_offset - queue_offset % per;
+            self.min_offset.store(queue_offset, Ordering::Release);
+        }
+        while next <= queue_offset {
+            let w = self.writable(&mut writer, next, warm_up)?;
+            let u = if next == queue_offset { unit } else { CqUnit::BLANK };
+            w.write(&u.encode());
+            w.publish();
+            next += 1;
+        }
+        self.max_physical.store(unit.end(), Ordering::Release);
+        self.max_offset.store(next, Ordering::Release);
+        if self.assigned() < next {
+            // Only during recovery (no puts yet): keep the put counter at least at the end.
+            self.assigned.fetch_max(next, Ordering::AcqRel);
+        }
+        Ok(true)
+    }
+
+    fn writable<'w>(
+        &self,
+        writer: &'w mut Option<SegmentWriter<B::Storage>>,
+        offset: u64,
+        warm_up: bool,
+    ) -> Result<&'w mut SegmentWriter<B::Storage>> {
+        let byte = offset * UNIT_SIZE;
+        let usable = writer
+            .as_ref()
+            .is_some_and(|w| w.position() == byte && w.remaining() >= UNIT_SIZE);
+        if !usable {
+            *writer = None;
+            let seg = match self.segments.find(byte) {
+                Some(seg) => seg,
+                None => self
+                    .segments
+                    .create(byte - byte % self.segments.segment_size(), warm_up)?,
+            };
+            let w = seg
+                .claim_writer()
+                .ok_or_else(|| Error::layout(seg.path(), "consume-queue segment already has a writer"))?;
+            if w.position() != byte {
+                return Err(Error::CorruptConsumeQueue {
+                    topic: self.topic.clone(),
+                    queue_id: self.queue_id,
+                    queue_offset: offset,
+                    reason: format!("file end at byte {} but the next unit is at byte {byte}", w.position()),
+                });
+            }
+            *writer = Some(w);
+        }
+        Ok(writer.as_mut().expect("set above"))
+    }
+
+    /// Drops units whose record does not end at or below `log_end` (after the commit log was
+    /// cut), so that the queue never points past the log.
+    pub fn truncate_to_log(&self, log_end: u64) -> Result<()> {
+        let mut writer = self.writer.lock();
+        let max = self.max_offset();
+        let min_held = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
+        let mut keep = max;
+        while keep > min_held {
+            match self.unit(keep - 1) {
+                Some(u) if !u.is_blank() && u.end() > log_end => keep -= 1,
+                _ => break,
+            }
+        }
+        if keep == max {
+            return Ok(());
+        }
+        *writer = None;
+        let removed = self.segments.truncate(keep * UNIT_SIZE, true)?;
+        for path in removed {
+            self.segments.backend().remove(&path).at(&path)?;
+        }
+        self.max_offset.store(keep, Ordering::Release);
+        self.assigned.store(keep, Ordering::Release);
+        self.flushed.fetch_min(keep, Ordering::AcqRel);
+        self.max_physical
+            .store(self.last_physical_before(keep), Ordering::Release);
+        if self.min_offset() > keep {
+            self.min_offset.store(keep, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Moves the minimum offset past units whose record lies below `log_min` (removed from the
+    /// commit log), as RocketMQ's `correctMinOffset`. Units are ordered by commit-log offset, so
+    /// this is a binary search.
+    pub fn correct_min_offset(&self, log_min: u64) {
+        let (mut lo, mut hi) = (self.min_offset(), self.max_offset());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.unit(mid) {
+                Some(u) if !u.is_blank() && u.commit_log_offset >= log_min => hi = mid,
+                _ => lo = mid + 1,
+            }
+        }
+        if lo > self.min_offset() {
+            self.min_offset.store(lo, Ordering::Release);
+        }
+    }
+
+    /// Flushes written units when at least `least_pages` pages are dirty (0: all).
+    pub fn flush(&self, least_pages: u64) -> io::Result<()> {
+        let flushed = self.flushed.load(Ordering::Acquire);
+        if flushed >= self.max_offset() {
+            return Ok(());
+        }
+        let mut byte = flushed * UNIT_SIZE;
+        let mut durable = flushed;
+        while let Some(seg) = self.segments.find(byte) {
+            let f = seg.flush(least_pages)?;
+            durable = (seg.start() + f) / UNIT_SIZE;
+            if f < seg.size() {
+                break;
+            }
+            byte = seg.end();
+        }
+        self.flushed.fetch_max(durable, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Directory of the queue's files.
+    pub fn dir(&self) -> &Path {
+        self.segments.dir()
+    }
+
+    /// The queue's segments (for tools).
+    pub fn segments(&self) -> &SegmentQueue<B> {
+        &self.segments
+    }
+}
+
+/// The queues of one topic, by queue id.
+type TopicQueues<B> = HashMap<u32, Arc<ConsumeQueue<B>>>;
+
+/// All consume queues of a store, by topic and queue id.
+pub struct QueueTable<B: Backend> {
+    backend: Arc<B>,
+    root: PathBuf,
+    units_per_segment: u64,
+    size_from_disk: bool,
+    queues: RwLock<HashMap<String, TopicQueues<B>>>,
+}
+
+impl<B: Backend> QueueTable<B> {
+    /// Loads every queue under `root` (`consumequeue/`). `size_from_disk`: take each queue's
+    /// file size from its files (stores written by RocketMQ).
+    pub fn open(backend: Arc<B>, root: PathBuf, units_per_segment: u64, size_from_disk: bool) -> Result<Self> {
+        let table = QueueTable {
+            backend,
+            root,
+            units_per_segment,
+            size_from_disk,
+            queues: RwLock::new(HashMap::new()),
+        };
+        let topics = table.backend.list_dirs(&table.root).at(&table.root)?;
+        let mut map = HashMap::new();
+        for topic in topics {
+            let tdir = table.root.join(&topic);
+            validate_topic(&topic).map_err(|e| Error::layout(&tdir, e.to_string()))?;
+            let mut queues = HashMap::new();
+            for qname in table.backend.list_dirs(&tdir).at(&tdir)? {
+                let queue_id: u32 = qname
+                    .parse()
+                    .ok()
+                    .filter(|_| qname.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| Error::layout(tdir.join(&qname), "queue directory is not a queue id"))?;
+                let cq = table.open_queue(&topic, queue_id)?;
+                queues.insert(queue_id, Arc::new(cq));
+            }
+            map.insert(topic, queues);
+        }
+        *table.queues.write() = map;
+        Ok(table)
+    }
+
+    fn open_queue(&self, topic: &str, queue_id: u32) -> Result<ConsumeQueue<B>> {
+        let size = self.units_per_segment * UNIT_SIZE;
+        let rule = if self.size_from_disk {
+            SizeRule::FromDisk(size)
+        } else {
+            SizeRule::Exactly(size)
+        };
+        let dir = self.root.join(topic).join(queue_id.to_string());
+        ConsumeQueue::open(Arc::clone(&self.backend), dir, topic.to_string(), queue_id, rule)
+    }
+
+    /// The queue, if it exists.
+    pub fn get(&self, topic: &str, queue_id: u32) -> Option<Arc<ConsumeQueue<B>>> {
+        self.queues.read().get(topic)?.get(&queue_id).cloned()
+    }
+
+    /// The queue, created (in memory; files come with the first unit) if missing. The caller
+    /// has validated the topic.
+    pub fn get_or_create(&self, topic: &str, queue_id: u32) -> Result<Arc<ConsumeQueue<B>>> {
+        if let Some(q) = self.get(topic, queue_id) {
+            return Ok(q);
+        }
+        let mut queues = self.queues.write();
+        let per_topic = queues.entry(topic.to_string()).or_default();
+        if let Some(q) = per_topic.get(&queue_id) {
+            return Ok(Arc::clone(q));
+        }
+        let q = Arc::new(self.open_queue(topic, queue_id)?);
+        per_topic.insert(queue_id, Arc::clone(&q));
+        Ok(q)
+    }
+
+    /// Every queue.
+    pub fn all(&self) -> Vec<Arc<ConsumeQueue<B>>> {
+        let queues = self.queues.read();
+        let mut all: Vec<_> = queues.values().flat_map(|m| m.values().cloned()).collect();
+        all.sort_by(|a, b| (a.topic(), a.queue_id()).cmp(&(b.topic(), b.queue_id())));
+        all
+    }
+
+    /// Flushes every queue.
+    pub fn flush_all(&self, least_pages: u64) -> Result<()> {
+        for q in self.all() {
+            q.flush(least_pages).at(q.dir())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! The dispatcher: follows the commit log behind its write position and appends a
+//! consume-queue unit for every record, so that `get` finds it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::codec::{self, Verify};
+use crate::commit_log::{CommitLog, Entry};
+use crate::consume_queue::{ConsumeQueue, CqUnit, QueueTable};
+use crate::error::Result;
+use crate::message::validate_topic;
+use crate::segment::Backend;
+
+/// Longest a dispatcher with nothing to do sleeps before looking again; bounds the dispatch lag
+/// should a wake-up be missed.
+const IDLE_WAIT: Duration = Duration::from_millis(5);
+
+/// Whether a record with these sysFlag bits goes into a consume queue: prepared and rolled-back
+/// transactional records do not (RocketMQ's rule).
+fn is_dispatched(sys_flag: i32) -> bool {
+    let tx = sys_flag & codec::TRANSACTION_TYPE_MASK;
+    tx != codec::TRANSACTION_PREPARED_TYPE && tx != codec::TRANSACTION_ROLLBACK_TYPE
+}
+
+/// Dispatches every record in `from..limit` of `log` into `queues`. Returns the offset reached:
+/// `limit`, or the first offset that could not be dispatched (a damaged record; logged).
+pub fn dispatch_range<B: Backend>(
+    log: &CommitLog<B>,
+    queues: &QueueTable<B>,
+    from: u64,
+    limit: u64,
+    warm_up: bool,
+) -> Result<u64> {
+    let mut offset = from;
+    let mut cached: Option<Arc<ConsumeQueue<B>>> = None;
+    while offset < limit {
+        let Some(segment) = log.segment_at(offset) else {
+            break;
+        };
+        // Walk the records of one segment without looking it up again.
+        loop {
+            if offset >= limit {
+                break;
+            }
+            let entry = match CommitLog::<B>::entry_in(&segment, offset, Verify::Framing) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    tracing::error!(offset, error = %e, "dispatch stopped at a damaged record");
+                    return Ok(offset);
+                }
+            };
+            match entry {
+                Entry::End => return Ok(offset),
+                Entry::Blank { next } => {
+                    offset = next;
+                    break;
+                }
+                Entry::Record(view) => {
+                    if view.physical_offset != offset {
+                        tracing::error!(
+                            offset,
+                            stored = view.physical_offset,
+                            "dispatch stopped: record's physical offset does not match its position"
+                        );
+                        return Ok(offset);
+                    }
+                    if is_dispatched(view.sys_flag) {
+                        let cq = match &cached {
+                            Some(q) if q.topic() == view.topic && q.queue_id() == view.queue_id => Arc::clone(q),
+                            _ => {
+                                if let Err(e) = validate_topic(view.topic) {
+                                    tracing::error!(offset, error = %e, "record with an unusable topic name not dispatched");
+                                    offset += view.total_size as u64;
+                                    continue;
+                                }
+                                let q = queues.get_or_create(view.topic, view.queue_id)?;
+                                cached = Some(Arc::clone(&q));
+                                q
+                            }
+                        };
+                        let unit = CqUnit {
+                            commit_log_offset: offset,
+                            size: view.total_size,
+                            tags_code: view.tags_code(),
+                        };
+                        cq.put(view.queue_offset, unit, warm_up)?;
+                    }
+                    offset += view.total_size as u64;
+                }
+            }
+        }
+    }
+    Ok(offset)
+}
+
+struct State {
+    stop: bool,
+}
+
+/// State shared between the dispatcher thread, producers and readers.
+pub struct DispatchShared {
+    /// Everything below this commit-log offset is in the consume queues.
+    dispatched: AtomicU64,
+    idle: AtomicBool,
+    state: Mutex<State>,
+    /// Wakes the dispatcher.
+    wake: Condvar,
+    /// Wakes readers waiting for progress.
+    progress: Condvar,
+}
+
+impl DispatchShared {
+    /// The dispatched offset.
+    pub fn dispatched(&self) -> u64 {
+        self.dispatched.load(Ordering::Acquire)
+    }
+
+    /// Wakes the dispatcher if it sleeps (called after every append).
+    pub fn wake(&self) {
+        if self.idle.load(Ordering::SeqCst) {
+            let _state = self.state.lock();
+            self.wake.notify_one();
+        }
+    }
+
+    /// Waits until everything below `offset` is dispatched; `false` on timeout or stop.
+    pub fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
+        self.wait_until(|| self.dispatched() >= offset, timeout)
+    }
+
+    /// Waits until `done` holds, re-checking after every dispatch step; `false` on timeout or
+    /// stop.
+    pub fn wait_until(&self, done: impl Fn() -> bool, timeout: Duration) -> bool {
+        if done() {
+            return true;
+        }
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock();
+        loop {
+            if done() {
+                return true;
+            }
+            if state.stop {
+                return false;
+            }
+            self.wake.notify_one();
+            if self.progress.wait_until(&mut state, deadline).timed_out() {
+                return done();
+            }
+        }
+    }
+}
+
+/// The background dispatcher thread.
+pub struct Dispatcher {
+    shared: Arc<DispatchShared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Dispatcher {
+    /// Starts dispatching from `from` (everything below is already dispatched).
+    pub fn start<B: Backend>(
+        log: Arc<CommitLog<B>>,
+        queues: Arc<QueueTable<B>>,
+        from: u64,
+        warm_up: bool,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(DispatchShared {
+            dispatched: AtomicU64::new(from),
+            idle: AtomicBool::new(false),
+            state: Mutex::new(State { stop: false }),
+            wake: Condvar::new(),
+            progress: Condvar::new(),
+        });
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("mqstore-dispatch".into())
+            .spawn(move || run(&s, &log, &queues, warm_up))?;
+        Ok(Dispatcher {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<DispatchShared> {
+        &self.shared
+    }
+
+    /// Stops the thread (after the current step).
+    pub fn stop(&self) {
+        {
+            let mut state = self.shared.state.lock();
+            state.stop = true;
+            self.shared.wake.notify_all();
+            self.shared.progress.notify_all();
+        }
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, queues: &QueueTable<B>, warm_up: bool) {
+    let mut stalled_at = None;
+    loop {
+        let from = shared.dispatched();
+        let limit = log.max_offset();
+        if from < limit && stalled_at != Some((from, limit)) {
+            match dispatch_range(log, queues, from, limit, warm_up) {
+                Ok(reached) => {
+                    if reached < limit {
+                        // A damaged record: do not spin on it; retry when the log grows.
+                        stalled_at = Some((reached, limit));
+                    }
+                    if reached > from {
+                        shared.dispatched.store(reached, Ordering::Release);
+                        let _state = shared.state.lock();
+                        shared.progress.notify_all();
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "dispatch failed; retrying");
+                    stalled_at = Some((from, limit));
+                }
+            }
+            continue;
+        }
+        let mut state = shared.state.lock();
+        if state.stop {
+            return;
+        }
+        shared.idle.store(true, Ordering::SeqCst);
+        if log.max_offset() == limit {
+            shared.wake.wait_for(&mut state, IDLE_WAIT);
+        }
+        shared.idle.store(false, Ordering::SeqCst);
+        if log.max_offset() != limit {
+            stalled_at = None;
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! What producers give ([`Message`]), what consumers get ([`StoredMessage`]), the results of
+//! put and get, and the validation of names and sizes.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+use crate::codec::{self, RecordView};
+use crate::config::MAX_TOPIC_LEN;
+use crate::error::{Error, Result};
+use crate::segment::SegmentRead;
+
+/// A message as a producer hands it to [`MessageStore::put`](crate::MessageStore::put).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub(crate) topic: String,
+    pub(crate) queue_id: u32,
+    pub(crate) body: Vec<u8>,
+    pub(crate) tags: Option<String>,
+    pub(crate) keys: Vec<String>,
+    pub(crate) properties: Vec<(String, String)>,
+    pub(crate) flag: i32,
+    pub(crate) born_timestamp: Option<u64>,
+    pub(crate) born_host: SocketAddr,
+}
+
+impl Message {
+    /// A message for `topic`, queue `queue_id`, with `body`.
+    pub fn new(topic: impl Into<String>, queue_id: u32, body: impl Into<Vec<u8>>) -> Self {
+        Message {
+            topic: topic.into(),
+            queue_id,
+            body: body.into(),
+            tags: None,
+            keys: Vec::new(),
+            properties: Vec::new(),
+            flag: 0,
+            born_timestamp: None,
+            born_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+        }
+    }
+
+    /// Sets the tag (RocketMQ's `TAGS` property), used by consumers' filters.
+    #[must_use]
+    pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
+        self.tags = Some(tags.into());
+        self
+    }
+
+    /// Sets the keys (RocketMQ's `KEYS` property), indexed for lookup by key. A key may not
+    /// contain a space (keys are stored space-separated).
+    #[must_use]
+    pub fn with_keys<K: Into<String>>(mut self, keys: impl IntoIterator<Item = K>) -> Self {
+        self.keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a user property. Names `TAGS`, `KEYS` and `__CRC32#` are reserved.
+    #[must_use]
+    pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the application flag stored with the message (default 0).
+    #[must_use]
+    pub fn with_flag(mut self, flag: i32) -> Self {
+        self.flag = flag;
+        self
+    }
+
+    /// Sets the producer-side creation time in ms since the epoch (default: the time of `put`).
+    #[must_use]
+    pub fn with_born_timestamp(mut self, millis: u64) -> Self {
+        self.born_timestamp = Some(millis);
+        self
+    }
+
+    /// Sets the producer's address (default 127.0.0.1:0).
+    #[must_use]
+    pub fn with_born_host(mut self, addr: SocketAddr) -> Self {
+        self.born_host = addr;
+        self
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The queue id.
+    pub fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Encodes the properties (TAGS, KEYS, then user properties in order) into `out`.
+    pub(crate) fn encode_properties(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
+        let keys_joined;
+        let mut fixed: [(&str, &str); 2] = [("", ""); 2];
+        let mut n = 0;
+        if let Some(tags) = &self.tags {
+            fixed[n] = (codec::PROPERTY_TAGS, tags.as_str());
+            n += 1;
+        }
+        if !self.keys.is_empty() {
+            keys_joined = self.keys.join(" ");
+            fixed[n] = (codec::PROPERTY_KEYS, keys_joined.as_str());
+            n += 1;
+        }
+        let user = self.properties.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        codec::encode_properties(fixed[..n].iter().copied().chain(user), out)
+    }
+
+    /// Checks everything that does not depend on the store's state.
+    pub(crate) fn validate(&self, max_queues: u32, max_body: usize) -> Result<()> {
+        validate_topic(&self.topic)?;
+        if self.queue_id >= max_queues {
+            return Err(Error::QueueIdOutOfRange {
+                queue_id: self.queue_id,
+                max: max_queues,
+            });
+        }
+        if self.body.len() > max_body {
+            return Err(Error::MessageTooLarge {
+                size: self.body.len(),
+                max: max_body,
+            });
+        }
+        if let Some(tags) = &self.tags
+            && tags.is_empty()
+        {
+            return Err(Error::InvalidProperty {
+                key: codec::PROPERTY_TAGS.into(),
+                reason: "empty tag",
+            });
+        }
+        for key in &self.keys {
+            if key.is_empty() || key.contains(' ') {
+                return Err(Error::InvalidProperty {
+                    key: codec::PROPERTY_KEYS.into(),
+                    reason: "a key must be non-empty and contain no space",
+                });
+            }
+        }
+        for (k, _) in &self.properties {
+            if k == codec::PROPERTY_TAGS || k == codec::PROPERTY_KEYS || k == codec::CRC_PROPERTY_KEY {
+                return Err(Error::InvalidProperty {
+                    key: k.clone(),
+                    reason: "reserved property name: use with_tags / with_keys",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a topic name: non-empty, at most 127 bytes, only ASCII letters, digits, `-`, `_`, `%`
+/// and `|`. A topic becomes a directory name, so nothing else is let through.
+pub fn validate_topic(topic: &str) -> Result<()> {
+    let reason = if topic.is_empty() {
+        Some("empty")
+    } else if topic.len() > MAX_TOPIC_LEN {
+        Some("longer than 127 bytes")
+    } else if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'%' | b'|'))
+    {
+        Some("only ASCII letters, digits, '-', '_', '%' and '|' are allowed")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidTopic {
+            topic: topic.chars().take(200).collect(),
+            reason,
+        }),
+    }
+}
+
+/// Outcome of a put that appended its message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PutStatus {
+    /// Appended, and durable (and replicated) as the policy promises.
+    Ok,
+    /// Appended, but the flush did not complete within the policy's timeout (or failed).
+    FlushDiskTimeout,
+    /// Appended, but the slave did not acknowledge within the timeout.
+    FlushSlaveTimeout,
+    /// Appended, but no slave was available to replicate to.
+    SlaveNotAvailable,
+}
+
+/// Result of one appended message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutResult {
+    /// Whether the durability the policy promises was confirmed.
+    pub status: PutStatus,
+    /// Where the record starts in the commit log.
+    pub commit_log_offset: u64,
+    /// The message's offset in its queue (dense from 0).
+    pub queue_offset: u64,
+    /// Bytes of the record in the commit log.
+    pub wrote_bytes: u32,
+    /// The store timestamp assigned (ms since the epoch); never decreases along the log.
+    pub store_timestamp: u64,
+}
+
+/// Outcome of a get, with RocketMQ's meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GetStatus {
+    /// At least one message is returned.
+    Found,
+    /// Messages were scanned but none matched the filter; `next_offset` skips them.
+    NoMatchedMessage,
+    /// The commit-log region a unit points to was removed by retention.
+    MessageWasRemoving,
+    /// No consume-queue unit at the offset (a hole or a removed file).
+    OffsetFoundNull,
+    /// The offset is more than one past the last message.
+    OffsetOverflowBadly,
+    /// The offset is exactly one past the last message: the consumer is caught up.
+    OffsetOverflowOne,
+    /// The offset is below the queue's minimum (removed by retention).
+    OffsetTooSmall,
+    /// The queue does not exist.
+    NoMatchedLogicQueue,
+    /// The queue has no message yet.
+    NoMessageInQueue,
+}
+
+/// The result of [`MessageStore::get`](crate::MessageStore::get).
+#[derive(Clone, Debug)]
+pub struct GetResult {
+    /// What happened.
+    pub status: GetStatus,
+    /// The messages found, in queue order.
+    pub messages: Vec<StoredMessage>,
+    /// The offset to ask for next.
+    pub next_offset: u64,
+    /// The queue's smallest offset.
+    pub min_offset: u64,
+    /// One past the queue's last dispatched message.
+    pub max_offset: u64,
+}
+
+/// A message read from the store. The body and strings are borrowed from the mapped segment,
+/// which the message keeps alive: no copy is made.
+#[derive(Clone)]
+pub struct StoredMessage {
+    segment: Arc<dyn SegmentRead>,
+    /// Position of the record in its segment.
+    pos: u64,
+    size: u32,
+    commit_log_offset: u64,
+    queue_id: u32,
+    queue_offset: u64,
+    flag: i32,
+    sys_flag: i32,
+    born_timestamp: i64,
+    born_host: SocketAddr,
+    store_timestamp: i64,
+    store_host: SocketAddr,
+    reconsume_times: i32,
+    body_crc: u32,
+    body_at: u32,
+    body_len: u32,
+    topic_at: u32,
+    topic_len: u32,
+    props_at: u32,
+    props_len: u32,
+}
+
+impl StoredMessage {
+    /// Builds a message from a decoded record of `segment` at `pos`.
+    pub(crate) fn new(segment: Arc<dyn SegmentRead>, pos: u64, commit_log_offset: u64, view: &RecordView<'_>) -> Self {
+        StoredMessage {
+            segment,
+            pos,
+            size: view.total_size,
+            commit_log_offset,
+            queue_id: view.queue_id,
+            queue_offset: view.queue_offset,
+            flag: view.flag,
+            sys_flag: view.sys_flag,
+            born_timestamp: view.born_timestamp,
+            born_host: view.born_host,
+            store_timestamp: view.store_timestamp,
+            store_host: view.store_host,
+            reconsume_times: view.reconsume_times,
+            body_crc: view.body_crc,
+            body_at: view.body_offset,
+            body_len: view.body.len() as u32,
+            topic_at: view.topic_offset,
+            topic_len: view.topic.len() as u32,
+            props_at: view.properties_offset,
+            props_len: view.properties.len() as u32,
+        }
+    }
+
+    /// The whole encoded record, as stored in the commit log.
+    pub fn record(&self) -> &[u8] {
+        // The record was validated when this message was built, and a segment's published bytes
+        // never shrink while a handle exists, so the read cannot fail; the empty fallback only
+        // keeps this total.
+        self.segment.read_bytes(self.pos, self.size as usize).unwrap_or(&[])
+    }
+
+    fn field(&self, at: u32, len: u32) -> &[u8] {
+        self.record().get(at as usize..(at + len) as usize).unwrap_or(&[])
+    }
+
+    fn str_field(&self, at: u32, len: u32) -> &str {
+        // Validated as UTF-8 at decode time.
+        std::str::from_utf8(self.field(at, len)).unwrap_or("")
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        self.field(self.body_at, self.body_len)
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        self.str_field(self.topic_at, self.topic_len)
+    }
+
+    /// The encoded properties (`key 0x01 value 0x02 ...`).
+    pub fn properties_raw(&self) -> &str {
+        self.str_field(self.props_at, self.props_len)
+    }
+
+    /// A property by name.
+    pub fn property(&self, key: &str) -> Option<&str> {
+        codec::properties(self.properties_raw()).find_map(|(k, v)| (k == key).then_some(v))
+    }
+
+    /// User properties: all but TAGS, KEYS and the record CRC.
+    pub fn user_properties(&self) -> impl Iterator<Item = (&str, &str)> {
+        codec::properties(self.properties_raw())
+            .filter(|(k, _)| *k != codec::PROPERTY_TAGS && *k != codec::PROPERTY_KEYS && *k != codec::CRC_PROPERTY_KEY)
+    }
+
+    /// The tag, if any.
+    pub fn tags(&self) -> Option<&str> {
+        self.property(codec::PROPERTY_TAGS).filter(|t| !t.is_empty())
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> Vec<&str> {
+        self.property(codec::PROPERTY_KEYS)
+            .map(|k| k.split(' ').filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The queue id.
+    pub fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
+    /// The offset in its queue.
+    pub fn queue_offset(&self) -> u64 {
+        self.queue_offset
+    }
+
+    /// Where the record starts in the commit log.
+    pub fn commit_log_offset(&self) -> u64 {
+        self.commit_log_offset
+    }
+
+    /// The record's total size in the commit log.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Store time in ms since the epoch.
+    pub fn store_timestamp(&self) -> u64 {
+        self.store_timestamp.max(0) as u64
+    }
+
+    /// Producer-side creation time in ms since the epoch.
+    pub fn born_timestamp(&self) -> u64 {
+        self.born_timestamp.max(0) as u64
+    }
+
+    /// The producer's address.
+    pub fn born_host(&self) -> SocketAddr {
+        self.born_host
+    }
+
+    /// The storing broker's address.
+    pub fn store_host(&self) -> SocketAddr {
+        self.store_host
+    }
+
+    /// The application flag.
+    pub fn flag(&self) -> i32 {
+        self.flag
+    }
+
+    /// RocketMQ's sysFlag bits.
+    pub fn sys_flag(&self) -> i32 {
+        self.sys_flag
+    }
+
+    /// Redelivery count.
+    pub fn reconsume_times(&self) -> i32 {
+        self.reconsume_times
+    }
+
+    /// The body CRC as stored (CRC32 masked with 0x7FFFFFFF).
+    pub fn body_crc(&self) -> u32 {
+        self.body_crc
+    }
+
+    /// RocketMQ's store-assigned message id (hex of store host and commit-log offset).
+    pub fn msg_id(&self) -> String {
+        codec::offset_msg_id(self.store_host, self.commit_log_offset)
+    }
+}
+
+impl std::fmt::Debug for StoredMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredMessage")
+            .field("topic", &self.topic())
+            .field("queue_id", &self.queue_id)
+            .field("queue_offset", &self.queue_offset)
+            .field("commit_log_offset", &self.commit_log_offset)
+            .field("size", &self.size)
+            .field("tags", &self.tags())
+            .field("body_len", &self.body_len)
+            .field("store_timestamp", &self.store_timestamp)
+            .finish()
+    }
+}
+
+/// A subscription's tag filter: `*` (everything) or `TagA || TagB`. Matches by the tag hash in
+/// the consume queue, then confirms on the record's tag string (hashes collide).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagFilter {
+    tags: Vec<(i64, String)>,
+}
+
+impl TagFilter {
+    /// Everything matches.
+    pub fn all() -> Self {
+        TagFilter { tags: Vec::new() }
+    }
+
+    /// Parses a subscription expression: `*`, empty, or tags separated by `||`.
+    pub fn parse(expr: &str) -> Self {
+        let expr = expr.trim();
+        if expr.is_empty() || expr == "*" {
+            return Self::all();
+        }
+        let mut tags: Vec<(i64, String)> = expr
+            .split("||")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| (codec::tags_code(t), t.to_string()))
+            .collect();
+        tags.sort();
+        tags.dedup();
+        TagFilter { tags }
+    }
+
+    /// Whether every message matches.
+    pub fn is_all(&self) -> bool {
+        self.tags.is_empty()
+    }
+
+    /// First pass, on the consume queue's tag hash.
+    pub(crate) fn matches_code(&self, code: i64) -> bool {
+        self.is_all() || self.tags.iter().any(|(c, _)| *c == code)
+    }
+
+    /// Second pass, on the record's tag string.
+    pub(crate) fn matches_tags(&self, tags: Option<&str>) -> bool {
+        self.is_all() || tags.is_some_and(|t| self.tags.iter().any(|(_, s)| s == t))
+    }
+}

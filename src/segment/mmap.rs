@@ -1,0 +1,186 @@
+//! The default backend: preallocated files mapped shared and writable with mmap.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::Path;
+
+use fs4::FileExt;
+use memmap2::{Advice, MmapOptions, MmapRaw};
+
+use super::{Backend, Storage};
+use crate::segment::file::PAGE_SIZE;
+
+/// Segment files on the local file system, memory-mapped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MmapBackend;
+
+/// A mapped segment file. The mapping lives as long as this value; the file is never truncated
+/// while mapped (the store only ever preallocates, and removes whole files).
+pub struct MmapStorage {
+    map: MmapRaw,
+    // Kept open so the mapping's file stays the one we allocated, for the mapping's lifetime.
+    _file: File,
+}
+
+impl MmapStorage {
+    fn map(file: File) -> io::Result<Self> {
+        let len = file.metadata()?.len();
+        if len == 0 || len > isize::MAX as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("cannot map a segment of {len} bytes"),
+            ));
+        }
+        let map = MmapOptions::new().len(len as usize).map_raw(&file)?;
+        Ok(MmapStorage { map, _file: file })
+    }
+}
+
+impl Storage for MmapStorage {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    unsafe fn write(&self, pos: usize, data: &[u8]) {
+        debug_assert!(pos + data.len() <= self.map.len());
+        // SAFETY: the caller guarantees `pos + data.len() <= len` and exclusive access to the
+        // destination range; `data` is a Rust slice, which cannot overlap a range nobody else
+        // may access (it is not a slice of this mapping's destination range).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(pos), data.len()) }
+    }
+
+    unsafe fn read(&self, pos: usize, len: usize) -> &[u8] {
+        debug_assert!(pos + len <= self.map.len());
+        // SAFETY: the caller guarantees the range is in bounds and not written while the slice
+        // lives. The mapping lives as long as `self`, which the returned borrow cannot outlive,
+        // and the file is never truncated under it (the store never shrinks segment files).
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos), len) }
+    }
+
+    fn flush(&self, pos: usize, len: usize) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.map.flush_range(pos, len)
+    }
+
+    fn warm_up(&self) -> io::Result<()> {
+        // Ask the kernel to populate, then fault every page in by writing the zero it already
+        // holds: a fresh preallocated segment is all zeros, and warm-up runs before the writer
+        // is handed out.
+        let _ = self.map.advise(Advice::WillNeed);
+        let zero = [0u8];
+        let mut pos = 0usize;
+        while pos < self.map.len() {
+            // SAFETY: `pos < len`; warm-up runs on a segment no writer or reader uses yet, and
+            // writes the value the byte already has.
+            unsafe { self.write(pos, &zero) };
+            pos += PAGE_SIZE as usize;
+        }
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for MmapBackend {
+    type Storage = MmapStorage;
+
+    fn create(&self, path: &Path, size: u64) -> io::Result<MmapStorage> {
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        let created = (|| {
+            // Really allocate the blocks: writing through a mapping of a sparse file on a full
+            // disk raises SIGBUS instead of an error we could return.
+            file.allocate(size)?;
+            if file.metadata()?.len() != size {
+                file.set_len(size)?;
+            }
+            file.sync_all()?;
+            if let Some(dir) = path.parent() {
+                sync_dir(dir)?;
+            }
+            MmapStorage::map(file)
+        })();
+        if created.is_err() {
+            let _ = fs::remove_file(path);
+        }
+        created
+    }
+
+    fn open(&self, path: &Path) -> io::Result<MmapStorage> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        MmapStorage::map(file)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<(String, u64)>> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_file() {
+                out.push((entry.file_name().to_string_lossy().into_owned(), meta.len()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn list_dirs(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                out.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)?;
+        for dir in [to.parent(), from.parent()].into_iter().flatten() {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let existing = dir.ancestors().skip(1).find(|a| a.is_dir()).map(Path::to_path_buf);
+        fs::create_dir_all(dir)?;
+        // Make every new entry durable: each new directory, and the parent that gained one.
+        for d in dir.ancestors() {
+            if d.as_os_str().is_empty() {
+                break;
+            }
+            sync_dir(d)?;
+            if Some(d) == existing.as_deref() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,98 @@
+//! Fixed-size, preallocated segment files and the ordered queue of them.
+//!
+//! This module is the only home of `unsafe` in the crate. Everything above it (commit log,
+//! consume queues) sees safe types:
+//! - [`Segment`]: one file of a fixed size, readable up to a published position;
+//! - [`SegmentWriter`]: the single writer of a segment, which appends and publishes;
+//! - [`SegmentQueue`]: the ordered list of segments of one directory, named by start offset.
+//!
+//! The bytes themselves live behind [`Storage`], produced by a [`Backend`]. The default backend
+//! maps files with mmap; tests can plug in one that simulates power loss. The commit log and
+//! consume queues are generic over the backend, so the mmap path pays no dynamic dispatch.
+
+mod file;
+mod mmap;
+mod queue;
+
+use std::io;
+use std::path::Path;
+
+pub use file::{Segment, SegmentRead, SegmentWriter};
+pub use mmap::{MmapBackend, MmapStorage};
+pub use queue::{SegmentQueue, SegmentRef, SizeRule};
+
+/// The bytes of one segment file: a fixed-size region that can be written, read and flushed.
+///
+/// Implementations hand out raw access; the safe types of this module ([`Segment`],
+/// [`SegmentWriter`]) uphold the rules the methods' safety sections state.
+pub trait Storage: Send + Sync + 'static {
+    /// Size of the region in bytes; it never changes.
+    fn len(&self) -> usize;
+
+    /// Whether the region is empty (never, for a real segment).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies `data` to `pos`.
+    ///
+    /// # Safety
+    /// `pos + data.len() <= self.len()`, and no other thread reads or writes any byte of
+    /// `pos..pos + data.len()` while the call runs or while a slice from [`Storage::read`] over
+    /// those bytes is alive.
+    unsafe fn write(&self, pos: usize, data: &[u8]);
+
+    /// Borrows `len` bytes at `pos`.
+    ///
+    /// # Safety
+    /// `pos + len <= self.len()`, and nothing writes to those bytes while the slice is alive.
+    unsafe fn read(&self, pos: usize, len: usize) -> &[u8];
+
+    /// Makes the bytes `pos..pos + len` durable (msync / fdatasync of the range). Returns only
+    /// after the data is on stable storage.
+    fn flush(&self, pos: usize, len: usize) -> io::Result<()>;
+
+    /// Touches every page so that later writes do not fault (warm-up).
+    fn warm_up(&self) -> io::Result<()>;
+}
+
+/// Creates, opens, lists and removes segment files.
+pub trait Backend: Send + Sync + 'static {
+    /// The storage of one segment file.
+    type Storage: Storage;
+
+    /// Creates `path` with `size` bytes really allocated on disk (not sparse) and zeroed, and
+    /// makes its directory entry durable. Fails if the file exists.
+    fn create(&self, path: &Path, size: u64) -> io::Result<Self::Storage>;
+
+    /// Opens an existing file with its current size.
+    fn open(&self, path: &Path) -> io::Result<Self::Storage>;
+
+    /// Lists the regular files of `dir` (name, size). A missing directory lists as empty.
+    fn list(&self, dir: &Path) -> io::Result<Vec<(String, u64)>>;
+
+    /// Lists the subdirectories of `dir`. A missing directory lists as empty.
+    fn list_dirs(&self, dir: &Path) -> io::Result<Vec<String>>;
+
+    /// Removes a file.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+
+    /// Renames a file (atomically, on one file system) and makes the change durable.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+
+    /// Creates a directory and its parents, making the new entries durable.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// Formats a segment's start offset as RocketMQ's 20-digit file name.
+pub fn segment_name(start: u64) -> String {
+    format!("{start:020}")
+}
+
+/// Parses a 20-digit segment file name.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}

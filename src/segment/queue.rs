@@ -1,0 +1,253 @@
+//! The ordered queue of equal-sized segments of one directory, named by their start offsets.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::{Backend, Segment, parse_segment_name, segment_name};
+use crate::error::{Error, IoContext, Result};
+
+/// How a queue learns its segment size when it opens existing files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeRule {
+    /// Every file must have exactly this size.
+    Exactly(u64),
+    /// Take the size from the first file found (stores written by RocketMQ); use this size when
+    /// the directory is empty.
+    FromDisk(u64),
+}
+
+/// Contiguous segments `[s0, s0+size), [s0+size, s0+2*size), ...` of one directory.
+pub struct SegmentQueue<B: Backend> {
+    backend: Arc<B>,
+    dir: PathBuf,
+    segment_size: u64,
+    segments: RwLock<Vec<Arc<Segment<B::Storage>>>>,
+}
+
+/// A shared handle on one segment of a queue.
+pub type SegmentRef<B> = Arc<Segment<<B as Backend>::Storage>>;
+
+impl<B: Backend> SegmentQueue<B> {
+    /// Opens the segments in `dir` (which need not exist). Every loaded segment is fully
+    /// readable; recovery then sets the end of the last ones.
+    ///
+    /// Fails with a clear [`Error::Layout`] on a stray file name, a file of the wrong size, a
+    /// start offset that is not a multiple of the size, or a hole between segments. A
+    /// zero-length *last* file (a crash during creation) is removed, as RocketMQ does.
+    pub fn open(backend: Arc<B>, dir: &Path, size: SizeRule) -> Result<Self> {
+        let mut files = backend.list(dir).at(dir)?;
+        files.retain(|(name, _)| !name.starts_with('.'));
+        let mut parsed = Vec::with_capacity(files.len());
+        for (name, len) in &files {
+            let start = parse_segment_name(name)
+                .ok_or_else(|| Error::layout(dir.join(name), "stray file: segment names are 20-digit start offsets"))?;
+            parsed.push((start, *len, name.clone()));
+        }
+        parsed.sort();
+        if let Some((_, 0, name)) = parsed.last() {
+            let path = dir.join(name);
+            tracing::warn!(path = %path.display(), "removing zero-length last segment left by an interrupted creation");
+            backend.remove(&path).at(&path)?;
+            parsed.pop();
+        }
+        let segment_size = match size {
+            SizeRule::Exactly(s) => s,
+            SizeRule::FromDisk(default) => parsed.first().map_or(default, |f| f.1),
+        };
+        if segment_size == 0 {
+            return Err(Error::layout(dir, "segment size is zero"));
+        }
+        let mut segments = Vec::with_capacity(parsed.len());
+        let mut expected_start: Option<u64> = None;
+        for (start, len, name) in parsed {
+            let path = dir.join(&name);
+            if len != segment_size {
+                return Err(Error::layout(
+                    path,
+                    format!("file is {len} bytes, the queue's segment size is {segment_size}"),
+                ));
+            }
+            if !start.is_multiple_of(segment_size) {
+                return Err(Error::layout(
+                    path,
+                    format!("start offset {start} is not a multiple of the segment size {segment_size}"),
+                ));
+            }
+            if let Some(exp) = expected_start
+                && start != exp
+            {
+                return Err(Error::layout(
+                    path,
+                    format!("hole: expected the segment starting at {exp}"),
+                ));
+            }
+            expected_start = Some(start + segment_size);
+            let storage = backend.open(&path).at(&path)?;
+            segments.push(Arc::new(Segment::new(storage, start, path, segment_size)));
+        }
+        Ok(SegmentQueue {
+            backend,
+            dir: dir.to_path_buf(),
+            segment_size,
+            segments: RwLock::new(segments),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Size of every segment.
+    pub fn segment_size(&self) -> u64 {
+        self.segment_size
+    }
+
+    /// Number of segments.
+    pub fn len(&self) -> usize {
+        self.segments.read().len()
+    }
+
+    /// Whether the queue has no segment.
+    pub fn is_empty(&self) -> bool {
+        self.segments.read().is_empty()
+    }
+
+    /// The first segment.
+    pub fn first(&self) -> Option<SegmentRef<B>> {
+        self.segments.read().first().cloned()
+    }
+
+    /// The last segment.
+    pub fn last(&self) -> Option<SegmentRef<B>> {
+        self.segments.read().last().cloned()
+    }
+
+    /// A snapshot of all segments, oldest first.
+    pub fn snapshot(&self) -> Vec<SegmentRef<B>> {
+        self.segments.read().clone()
+    }
+
+    /// The segment covering `offset`.
+    pub fn find(&self, offset: u64) -> Option<SegmentRef<B>> {
+        let segments = self.segments.read();
+        let first = segments.first()?.start();
+        if offset < first {
+            return None;
+        }
+        let idx = ((offset - first) / self.segment_size) as usize;
+        segments.get(idx).cloned()
+    }
+
+    /// Smallest offset held, if any segment exists.
+    pub fn min_offset(&self) -> Option<u64> {
+        self.segments.read().first().map(|s| s.start())
+    }
+
+    /// One past the last readable byte (0 for an empty queue).
+    pub fn max_offset(&self) -> u64 {
+        self.segments.read().last().map_or(0, |s| s.start() + s.readable())
+    }
+
+    /// Creates the segment that starts at `start`: the end of the last segment, or, for an
+    /// empty queue, any multiple of the segment size.
+    pub fn create(&self, start: u64, warm_up: bool) -> Result<SegmentRef<B>> {
+        let mut segments = self.segments.write();
+        match segments.last() {
+            Some(last) if last.end() != start => {
+                return Err(Error::layout(
+                    &self.dir,
+                    format!(
+                        "new segment at {start} does not follow the last one ending at {}",
+                        last.end()
+                    ),
+                ));
+            }
+            None if !start.is_multiple_of(self.segment_size) => {
+                return Err(Error::layout(
+                    &self.dir,
+                    format!("new segment at {start} is not aligned to {}", self.segment_size),
+                ));
+            }
+            _ => {}
+        }
+        self.backend.create_dir_all(&self.dir).at(&self.dir)?;
+        let path = self.dir.join(segment_name(start));
+        let storage = self
+            .backend
+            .create(&path, self.segment_size)
+            .map_err(|e| classify_create_error(&path, e))?;
+        let segment = Segment::new(storage, start, path.clone(), 0);
+        if warm_up {
+            segment.warm_up().at(&path)?;
+        }
+        let segment = Arc::new(segment);
+        segments.push(Arc::clone(&segment));
+        Ok(segment)
+    }
+
+    /// Cuts the queue at `offset`: the segment holding it keeps only the bytes below (the rest,
+    /// up to its readable end, is zeroed and flushed, so that stale records behind the cut can
+    /// never be mistaken for valid ones later), and segments wholly above it are removed from
+    /// the queue and their paths handed back (their files are not touched; the caller decides
+    /// what to do with them).
+    ///
+    /// Needs exclusive access to the segment that is cut: fails if a reader or writer still
+    /// holds it.
+    /// With `zero == false` only the readable end moves: for a clean reopen, where nothing was
+    /// ever written past the end.
+    pub fn truncate(&self, offset: u64, zero: bool) -> Result<Vec<PathBuf>> {
+        let mut segments = self.segments.write();
+        let mut removed = Vec::new();
+        while let Some(last) = segments.last() {
+            if last.start() <= offset {
+                break;
+            }
+            let last = segments.pop().expect("checked non-empty");
+            removed.push(last.path().to_path_buf());
+        }
+        if let Some(last) = segments.last_mut() {
+            let cut = offset.saturating_sub(last.start()).min(last.size());
+            let readable = last.readable();
+            let path = last.path().to_path_buf();
+            let seg = Arc::get_mut(last)
+                .ok_or_else(|| Error::layout(&path, "cannot truncate a segment that readers still hold"))?;
+            if zero {
+                seg.zero_tail(cut, readable.max(cut)).at(&path)?;
+            } else {
+                seg.set_readable(cut);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes the oldest segment from the queue and deletes its file. Readers that still hold
+    /// it keep their mapping until they drop it.
+    pub fn remove_first(&self) -> Result<Option<SegmentRef<B>>> {
+        let mut segments = self.segments.write();
+        if segments.is_empty() {
+            return Ok(None);
+        }
+        let first = segments.remove(0);
+        self.backend.remove(first.path()).at(first.path())?;
+        Ok(Some(first))
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+}
+
+fn classify_create_error(path: &Path, e: std::io::Error) -> Error {
+    // ENOSPC (28) and EDQUOT (122) on Linux: say "disk full" so brokers can map it.
+    match e.raw_os_error() {
+        Some(28) | Some(122) => Error::DiskFull {
+            path: path.to_path_buf(),
+            source: e,
+        },
+        _ => Error::io(path, e),
+    }
+}

@@ -1,0 +1,675 @@
+//! `MessageStore`: the facade that ties commit log, consume queues, dispatcher and flush policy
+//! together, and owns the directory lock and the abort marker.
+
+use std::cell::RefCell;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use crate::codec::{EncodedRecord, RecordSpec, Verify};
+use crate::commit_log::{Appending, CommitLog};
+use crate::config::StoreConfig;
+use crate::consume_queue::{ConsumeQueue, QueueTable, UNIT_SIZE};
+use crate::dispatch::Dispatcher;
+use crate::error::{Error, IoContext, Result};
+use crate::flush::{FlushOutcome, FlushTarget, Flusher};
+use crate::message::{GetResult, GetStatus, Message, PutResult, PutStatus, StoredMessage, TagFilter, validate_topic};
+use crate::meta::{FORMAT_VERSION, Meta};
+use crate::recovery::{RecoveryReport, recover};
+use crate::segment::SizeRule;
+use crate::segment::{Backend, MmapBackend, SegmentRead};
+use crate::service::Periodic;
+
+/// Name of the commit-log directory.
+pub const COMMIT_LOG_DIR: &str = "commitlog";
+/// Name of the consume-queue directory.
+pub const CONSUME_QUEUE_DIR: &str = "consumequeue";
+/// The marker present while the store is open (RocketMQ's `abort`).
+pub const ABORT_FILE: &str = "abort";
+/// The process lock (RocketMQ's `lock`).
+pub const LOCK_FILE: &str = "lock";
+/// Where recovery puts files it takes out of the store.
+pub const LOST_FOUND_DIR: &str = "lost+found";
+
+/// How long a `get` waits for a message that was put but not yet dispatched.
+const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(1);
+/// How long `close` waits for the dispatcher to catch up.
+const CLOSE_DISPATCH_WAIT: Duration = Duration::from_secs(5);
+/// Units scanned at most by one filtered `get` (RocketMQ's 16,000 bytes of consume queue).
+const MAX_FILTER_SCAN_UNITS: u64 = 16_000 / UNIT_SIZE;
+
+thread_local! {
+    /// Per-thread scratch for encoding properties, so a put allocates only its record.
+    static PROPS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The message store. `Send + Sync`: share it as `Arc<MessageStore>`.
+///
+/// ```
+/// use mqstore::{GetStatus, Message, MessageStore, PutStatus, StoreConfig};
+/// # fn main() -> mqstore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = MessageStore::open(StoreConfig::new(dir.path()).commit_log_segment_size(1 << 20))?;
+/// let r = store.put(Message::new("orders", 0, b"hello".to_vec()).with_tags("TagA"))?;
+/// assert_eq!(r.status, PutStatus::Ok);
+/// let g = store.get("orders", 0, r.queue_offset, 32)?;
+/// assert_eq!(g.status, GetStatus::Found);
+/// assert_eq!(g.messages[0].body(), b"hello");
+/// store.close()?;
+/// # Ok(()) }
+/// ```
+pub struct MessageStore<B: Backend = MmapBackend> {
+    config: StoreConfig,
+    dir: PathBuf,
+    lock: Mutex<Option<File>>,
+    log: Arc<CommitLog<B>>,
+    queues: Arc<QueueTable<B>>,
+    dispatcher: Dispatcher,
+    flusher: Arc<dyn Flusher>,
+    cq_flusher: Periodic,
+    verify: Verify,
+    closed: AtomicBool,
+    writeable: AtomicBool,
+    recovery: RecoveryReport,
+}
+
+impl MessageStore<MmapBackend> {
+    /// Opens (or creates) the store in `config.dir`, recovering it as needed.
+    pub fn open(config: StoreConfig) -> Result<Self> {
+        Self::open_with_backend(config, MmapBackend)
+    }
+}
+
+fn take_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .at(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked { path }),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+impl<B: Backend> MessageStore<B> {
+    /// Opens the store with a specific segment backend (tests use one that simulates power
+    /// loss).
+    pub fn open_with_backend(config: StoreConfig, backend: B) -> Result<Self> {
+        config.validate()?;
+        let dir = config.dir.clone();
+        fs::create_dir_all(&dir).at(&dir)?;
+        let lock = take_lock(&dir)?;
+        let backend = Arc::new(backend);
+
+        let log_dir = dir.join(COMMIT_LOG_DIR);
+        let cq_dir = dir.join(CONSUME_QUEUE_DIR);
+        let meta = match Meta::read(&dir)? {
+            Some(meta) => meta,
+            None => {
+                let rocketmq_written = !backend.list(&log_dir).at(&log_dir)?.is_empty()
+                    || !backend.list_dirs(&cq_dir).at(&cq_dir)?.is_empty();
+                let meta = if rocketmq_written {
+                    // Sizes come from the files; old records carry only the body CRC.
+                    let log_size = backend
+                        .list(&log_dir)
+                        .at(&log_dir)?
+                        .iter()
+                        .map(|f| f.1)
+                        .find(|&len| len > 0)
+                        .unwrap_or(config.commit_log_segment_size);
+                    Meta {
+                        version: FORMAT_VERSION,
+                        commit_log_segment_size: log_size,
+                        consume_queue_segment_size: config.consume_queue_units * UNIT_SIZE,
+                        record_crc_required: false,
+                    }
+                } else {
+                    Meta {
+                        version: FORMAT_VERSION,
+                        commit_log_segment_size: config.commit_log_segment_size,
+                        consume_queue_segment_size: config.consume_queue_units * UNIT_SIZE,
+                        record_crc_required: true,
+                    }
+                };
+                if !rocketmq_written {
+                    meta.write(&dir)?;
+                }
+                meta
+            }
+        };
+        let rocketmq_written = !meta.record_crc_required;
+        if meta.commit_log_segment_size != config.commit_log_segment_size && !rocketmq_written {
+            tracing::info!(
+                configured = config.commit_log_segment_size,
+                on_disk = meta.commit_log_segment_size,
+                "existing store keeps its commit-log segment size"
+            );
+        }
+        let verify = if meta.record_crc_required {
+            Verify::RequireRecordCrc
+        } else {
+            Verify::Crc
+        };
+        let log_rule = if rocketmq_written {
+            SizeRule::FromDisk(meta.commit_log_segment_size)
+        } else {
+            SizeRule::Exactly(meta.commit_log_segment_size)
+        };
+        let log = Arc::new(CommitLog::open(
+            Arc::clone(&backend),
+            &log_dir,
+            log_rule,
+            config.warm_up_segments,
+        )?);
+        let queues = Arc::new(QueueTable::open(
+            Arc::clone(&backend),
+            cq_dir,
+            meta.consume_queue_segment_size / UNIT_SIZE,
+            rocketmq_written,
+        )?);
+
+        let abort = dir.join(ABORT_FILE);
+        let clean = !abort.exists();
+        let lost_found = dir.join(LOST_FOUND_DIR).join(now_millis().to_string());
+        let recovery = recover(&log, &queues, clean, verify, config.warm_up_segments, &lost_found)?;
+        if !clean {
+            tracing::warn!(?recovery, "recovered after an unclean shutdown");
+        }
+
+        File::create(&abort).and_then(|f| f.sync_all()).at(&abort)?;
+        sync_dir(&dir)?;
+
+        let flusher = config.flush.build();
+        flusher.start(Arc::clone(&log) as Arc<dyn FlushTarget>).at(&log_dir)?;
+        let dispatcher = Dispatcher::start(
+            Arc::clone(&log),
+            Arc::clone(&queues),
+            log.max_offset(),
+            config.warm_up_segments,
+        )
+        .at(&dir)?;
+        let cq_flusher = start_cq_flusher(
+            Arc::clone(&queues),
+            Duration::from_millis(config.consume_queue_flush_interval_ms),
+        )
+        .at(&dir)?;
+
+        Ok(MessageStore {
+            config,
+            dir,
+            lock: Mutex::new(Some(lock)),
+            log,
+            queues,
+            dispatcher,
+            flusher,
+            cq_flusher,
+            verify,
+            closed: AtomicBool::new(false),
+            writeable: AtomicBool::new(true),
+            recovery,
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What recovery did when the store opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    fn check_writeable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if !self.writeable.load(Ordering::Acquire) {
+            return Err(Error::NotWriteable("a commit-log flush failed"));
+        }
+        Ok(())
+    }
+
+    fn encode(&self, msg: &Message) -> Result<EncodedRecord> {
+        msg.validate(self.config.max_queues_per_topic, self.config.max_message_size)?;
+        PROPS.with(|props| {
+            let mut props = props.borrow_mut();
+            msg.encode_properties(&mut props)?;
+            let spec = RecordSpec {
+                topic: &msg.topic,
+                queue_id: msg.queue_id,
+                flag: msg.flag,
+                sys_flag: 0,
+                born_timestamp: msg.born_timestamp.unwrap_or_else(now_millis) as i64,
+                born_host: msg.born_host,
+                store_host: self.config.store_host,
+                reconsume_times: 0,
+                prepared_transaction_offset: 0,
+                body: &msg.body,
+                properties: &props,
+            };
+            EncodedRecord::encode(&spec)
+        })
+    }
+
+    fn status_after(&self, end: u64) -> PutStatus {
+        self.dispatcher.shared().wake();
+        match self.flusher.after_append(end) {
+            FlushOutcome::Durable | FlushOutcome::NotAwaited => PutStatus::Ok,
+            FlushOutcome::TimedOut => PutStatus::FlushDiskTimeout,
+            FlushOutcome::Failed => {
+                self.writeable.store(false, Ordering::Release);
+                PutStatus::FlushDiskTimeout
+            }
+        }
+    }
+
+    /// Appends one message. `Err` means nothing was appended; `Ok` with a status other than
+    /// `PutStatus::Ok` means appended, but the durability the policy promises was not confirmed.
+    pub fn put(&self, msg: Message) -> Result<PutResult> {
+        self.check_writeable()?;
+        let record = self.encode(&msg)?;
+        let queue = self.queues.get_or_create(&msg.topic, msg.queue_id)?;
+        let mut batch = [Appending::new(record, queue.assign_counter())];
+        let end = self.log.append(&mut batch)?;
+        let status = self.status_after(end);
+        let a = &batch[0];
+        Ok(PutResult {
+            status,
+            commit_log_offset: a.commit_log_offset,
+            queue_offset: a.queue_offset,
+            wrote_bytes: a.record.len() as u32,
+            store_timestamp: a.store_timestamp,
+        })
+    }
+
+    /// Appends messages atomically and contiguously (in one segment, under one lock) and waits
+    /// once for their durability. Every message is validated first: one bad message fails the
+    /// whole batch with nothing appended.
+    pub fn put_batch(&self, msgs: Vec<Message>) -> Result<Vec<PutResult>> {
+        self.check_writeable()?;
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut records = Vec::with_capacity(msgs.len());
+        let mut queues: Vec<Arc<ConsumeQueue<B>>> = Vec::with_capacity(msgs.len());
+        for msg in &msgs {
+            records.push(self.encode(msg)?);
+            queues.push(self.queues.get_or_create(&msg.topic, msg.queue_id)?);
+        }
+        let mut batch: Vec<Appending<'_>> = records
+            .into_iter()
+            .zip(&queues)
+            .map(|(r, q)| Appending::new(r, q.assign_counter()))
+            .collect();
+        let end = self.log.append(&mut batch)?;
+        let status = self.status_after(end);
+        Ok(batch
+            .iter()
+            .map(|a| PutResult {
+                status,
+                commit_log_offset: a.commit_log_offset,
+                queue_offset: a.queue_offset,
+                wrote_bytes: a.record.len() as u32,
+                store_timestamp: a.store_timestamp,
+            })
+            .collect())
+    }
+
+    fn check_queue(&self, topic: &str, queue_id: u32) -> Result<()> {
+        validate_topic(topic)?;
+        if queue_id >= self.config.max_queues_per_topic {
+            return Err(Error::QueueIdOutOfRange {
+                queue_id,
+                max: self.config.max_queues_per_topic,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads up to `max` messages of a queue from `offset`.
+    pub fn get(&self, topic: &str, queue_id: u32, offset: u64, max: u32) -> Result<GetResult> {
+        self.get_filtered(topic, queue_id, offset, max, &TagFilter::all())
+    }
+
+    /// Reads up to `max` messages of a queue from `offset` that match `filter` (a subscription
+    /// such as `TagA || TagB`, see [`TagFilter::parse`]).
+    pub fn get_filtered(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        max: u32,
+        filter: &TagFilter,
+    ) -> Result<GetResult> {
+        self.check_queue(topic, queue_id)?;
+        let Some(cq) = self.queues.get(topic, queue_id) else {
+            return Ok(GetResult {
+                status: GetStatus::NoMessageInQueue,
+                messages: Vec::new(),
+                next_offset: 0,
+                min_offset: 0,
+                max_offset: 0,
+            });
+        };
+        self.read_your_writes(&cq);
+        let (min, max_offset) = (cq.min_offset(), cq.max_offset());
+        let result = |status, next_offset, messages| GetResult {
+            status,
+            messages,
+            next_offset,
+            min_offset: min,
+            max_offset,
+        };
+        if max_offset == 0 {
+            return Ok(result(GetStatus::NoMessageInQueue, 0, Vec::new()));
+        }
+        if offset < min {
+            return Ok(result(GetStatus::OffsetTooSmall, min, Vec::new()));
+        }
+        if offset == max_offset {
+            return Ok(result(GetStatus::OffsetOverflowOne, offset, Vec::new()));
+        }
+        if offset > max_offset {
+            return Ok(result(GetStatus::OffsetOverflowBadly, max_offset, Vec::new()));
+        }
+        let want = max.max(1) as usize;
+        let scan_limit = max_offset.min(offset.saturating_add((want as u64).max(MAX_FILTER_SCAN_UNITS)));
+        let mut messages = Vec::with_capacity(want.min(1024));
+        let mut bytes = 0usize;
+        let mut next = offset;
+        let mut removed = false;
+        while next < scan_limit && messages.len() < want {
+            let Some(unit) = cq.unit(next) else {
+                if messages.is_empty() {
+                    let per = cq.units_per_segment();
+                    let next_file = next - next % per + per;
+                    return Ok(result(
+                        GetStatus::OffsetFoundNull,
+                        next_file.min(max_offset),
+                        Vec::new(),
+                    ));
+                }
+                break;
+            };
+            if unit.is_blank() || !filter.matches_code(unit.tags_code) {
+                next += 1;
+                continue;
+            }
+            if !messages.is_empty() && bytes + unit.size as usize > self.config.max_get_bytes {
+                break;
+            }
+            if unit.commit_log_offset < self.log.min_offset() {
+                removed = true;
+                next += 1;
+                continue;
+            }
+            let Some(msg) = self.read_unit(&cq, next, unit.commit_log_offset, unit.size)? else {
+                removed = true;
+                next += 1;
+                continue;
+            };
+            next += 1;
+            if !filter.matches_tags(msg.tags()) {
+                continue;
+            }
+            bytes += unit.size as usize;
+            messages.push(msg);
+        }
+        let status = if !messages.is_empty() {
+            GetStatus::Found
+        } else if removed {
+            GetStatus::MessageWasRemoving
+        } else {
+            GetStatus::NoMatchedMessage
+        };
+        Ok(result(status, next, messages))
+    }
+
+    /// Waits (briefly) until every message put to `cq` before this call is dispatched, so that a
+    /// get or max offset asked after a put returned reflects it. Costs nothing when the
+    /// dispatcher is caught up with the queue.
+    fn read_your_writes(&self, cq: &ConsumeQueue<B>) {
+        let assigned = cq.assigned();
+        if cq.max_offset() < assigned {
+            self.dispatcher
+                .shared()
+                .wait_until(|| cq.max_offset() >= assigned, READ_YOUR_WRITES_WAIT);
+        }
+    }
+
+    fn read_unit(
+        &self,
+        cq: &ConsumeQueue<B>,
+        queue_offset: u64,
+        offset: u64,
+        size: u32,
+    ) -> Result<Option<StoredMessage>> {
+        let verify = if self.config.verify_crc_on_read {
+            self.verify
+        } else {
+            Verify::Framing
+        };
+        let Some((segment, pos)) = self.log.read_record(offset, size, verify)? else {
+            return Ok(None);
+        };
+        let bytes = segment.read(pos, size as usize).unwrap_or(&[]);
+        let view = match crate::codec::decode(bytes, Verify::Framing) {
+            Ok(crate::codec::Frame::Record(view)) => view,
+            _ => {
+                return Err(Error::CorruptConsumeQueue {
+                    topic: cq.topic().to_string(),
+                    queue_id: cq.queue_id(),
+                    queue_offset,
+                    reason: format!("unit points at commit-log offset {offset}, which holds no record"),
+                });
+            }
+        };
+        if view.topic != cq.topic()
+            || view.queue_id != cq.queue_id()
+            || view.queue_offset != queue_offset
+            || view.total_size != size
+        {
+            return Err(Error::CorruptConsumeQueue {
+                topic: cq.topic().to_string(),
+                queue_id: cq.queue_id(),
+                queue_offset,
+                reason: format!(
+                    "unit points at a record of {}/{} offset {} ({} bytes)",
+                    view.topic, view.queue_id, view.queue_offset, view.total_size
+                ),
+            });
+        }
+        let msg = StoredMessage::new(Arc::clone(&segment) as Arc<dyn SegmentRead>, pos, offset, &view);
+        Ok(Some(msg))
+    }
+
+    /// Reads the record at a commit-log offset (RocketMQ's `lookMessageByOffset`).
+    pub fn read_at(&self, commit_log_offset: u64) -> Result<Option<StoredMessage>> {
+        let Some(segment) = self.log.segment_at(commit_log_offset) else {
+            return Ok(None);
+        };
+        let pos = commit_log_offset - segment.start();
+        let verify = if self.config.verify_crc_on_read {
+            self.verify
+        } else {
+            Verify::Framing
+        };
+        let Some(bytes) = segment.read_from(pos) else {
+            return Ok(None);
+        };
+        match crate::codec::decode(bytes, verify) {
+            Ok(crate::codec::Frame::Record(view)) => Ok(Some(StoredMessage::new(
+                Arc::clone(&segment) as Arc<dyn SegmentRead>,
+                pos,
+                commit_log_offset,
+                &view,
+            ))),
+            Ok(crate::codec::Frame::Blank { .. }) => Ok(None),
+            Err(source) => Err(Error::CorruptRecord {
+                offset: commit_log_offset,
+                source,
+            }),
+        }
+    }
+
+    /// The first queue offset whose message was stored at or after `timestamp_ms`; the max
+    /// offset when none was. Binary search over the queue, reading store times from the log.
+    pub fn offset_for_timestamp(&self, topic: &str, queue_id: u32, timestamp_ms: u64) -> Result<u64> {
+        self.check_queue(topic, queue_id)?;
+        let Some(cq) = self.queues.get(topic, queue_id) else {
+            return Ok(0);
+        };
+        let (mut lo, mut hi) = (cq.min_offset(), cq.max_offset());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let ts = match cq.unit(mid) {
+                Some(u) if !u.is_blank() => self.read_at(u.commit_log_offset)?.map(|m| m.store_timestamp()),
+                _ => None,
+            };
+            match ts {
+                Some(ts) if ts >= timestamp_ms => hi = mid,
+                Some(_) => lo = mid + 1,
+                // A hole or a removed record: treat it as older, the search stays monotonic.
+                None => lo = mid + 1,
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Smallest readable offset of a queue (0 if the queue does not exist).
+    pub fn min_offset(&self, topic: &str, queue_id: u32) -> u64 {
+        self.queues.get(topic, queue_id).map_or(0, |q| q.min_offset())
+    }
+
+    /// One past the last message of a queue (0 if the queue does not exist). Includes every
+    /// message whose put returned before this call.
+    pub fn max_offset(&self, topic: &str, queue_id: u32) -> u64 {
+        self.queues.get(topic, queue_id).map_or(0, |q| {
+            self.read_your_writes(&q);
+            q.max_offset()
+        })
+    }
+
+    /// One past the last byte appended to the commit log.
+    pub fn max_commit_log_offset(&self) -> u64 {
+        self.log.max_offset()
+    }
+
+    /// Smallest commit-log offset held.
+    pub fn min_commit_log_offset(&self) -> u64 {
+        self.log.min_offset()
+    }
+
+    /// One past the last commit-log byte known durable.
+    pub fn flushed_commit_log_offset(&self) -> u64 {
+        self.log.flushed_offset()
+    }
+
+    /// Commit-log offset below which everything is in the consume queues.
+    pub fn dispatched_offset(&self) -> u64 {
+        self.dispatcher.shared().dispatched()
+    }
+
+    /// Waits until everything appended so far is dispatched; `false` on timeout.
+    pub fn wait_dispatched(&self, timeout: Duration) -> bool {
+        self.dispatcher.shared().wait_for(self.log.max_offset(), timeout)
+    }
+
+    /// Every (topic, queue id) the store holds, sorted.
+    pub fn queues(&self) -> Vec<(String, u32)> {
+        self.queues
+            .all()
+            .iter()
+            .map(|q| (q.topic().to_string(), q.queue_id()))
+            .collect()
+    }
+
+    /// Flushes the commit log and the consume queues now, whatever the policy.
+    pub fn flush(&self) -> Result<()> {
+        self.log.flush(0).at(self.log.segments().dir())?;
+        self.queues.flush_all(0)
+    }
+
+    /// Closes the store: stops appends, lets the dispatcher catch up, flushes everything,
+    /// removes the abort marker and releases the directory lock. Later calls do nothing.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.log.close();
+        let caught_up = self
+            .dispatcher
+            .shared()
+            .wait_for(self.log.max_offset(), CLOSE_DISPATCH_WAIT);
+        self.dispatcher.stop();
+        self.flusher.stop();
+        self.cq_flusher.stop();
+        let flushed = self.flush();
+        if caught_up && flushed.is_ok() && self.writeable.load(Ordering::Acquire) {
+            let abort = self.dir.join(ABORT_FILE);
+            fs::remove_file(&abort).at(&abort)?;
+            sync_dir(&self.dir)?;
+        } else {
+            tracing::warn!("store closed with dispatch or flush incomplete: keeping the abort marker");
+        }
+        if let Some(lock) = self.lock.lock().take() {
+            let _ = lock.unlock();
+        }
+        flushed
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+}
+
+impl<B: Backend> Drop for MessageStore<B> {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "closing the store on drop failed");
+        }
+    }
+}
+
+fn start_cq_flusher<B: Backend>(queues: Arc<QueueTable<B>>, interval: Duration) -> std::io::Result<Periodic> {
+    // RocketMQ's FlushConsumeQueueService: 2 dirty pages per queue every interval, all every 60 s.
+    const THOROUGH: Duration = Duration::from_secs(60);
+    let mut last_thorough = Instant::now();
+    Periodic::spawn("mqstore-cq-flush", interval, move || {
+        let least = if last_thorough.elapsed() >= THOROUGH {
+            last_thorough = Instant::now();
+            0
+        } else {
+            2
+        };
+        if let Err(e) = queues.flush_all(least) {
+            tracing::error!(error = %e, "consume-queue flush failed");
+        }
+    })
+}
