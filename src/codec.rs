@@ -105,23 +105,39 @@ const IPV6_HOST_LEN: usize = 16 + 4;
 const CRC_MASK: u32 = 0x7FFF_FFFF;
 const CRC_DIGITS: usize = 10;
 /// What the encoder writes before `seal`: the CRC property with a zero CRC.
-const CRC_PROPERTY_TEMPLATE: &[u8; CRC_PROPERTY_LEN] = b"__CRC32#\x010000000000\x02";
+const CRC_PROPERTY_TEMPLATE: [u8; CRC_PROPERTY_LEN] = {
+    let key = CRC_PROPERTY_KEY.as_bytes();
+    let mut template = [b'0'; CRC_PROPERTY_LEN];
+    let mut i = 0;
+    while i < key.len() {
+        template[i] = key[i];
+        i += 1;
+    }
+    template[key.len()] = NAME_VALUE_SEPARATOR;
+    template[CRC_PROPERTY_LEN - 1] = PROPERTY_SEPARATOR;
+    template
+};
+const _: () = assert!(CRC_PROPERTY_KEY.len() + 1 + CRC_DIGITS + 1 == CRC_PROPERTY_LEN);
+const _: () = assert!(Layout::new(0).fixed_len(false) == MIN_RECORD_LEN);
 
 /// Java's `String.hashCode`: `h = 31 * h + c` over the UTF-16 code units, wrapping.
 ///
 /// RocketMQ hashes tags and index keys this way, so characters outside the Basic Multilingual
 /// Plane count as their two surrogates.
+#[must_use]
 pub fn java_hash(s: &str) -> i32 {
     s.encode_utf16()
         .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
 }
 
 /// The consume-queue tag code of a tag: [`java_hash`] sign-extended to `i64` (0 for `""`).
+#[must_use]
 pub fn tags_code(tags: &str) -> i64 {
     i64::from(java_hash(tags))
 }
 
 /// CRC32 (IEEE, as `java.util.zip.CRC32`) with the top bit cleared, as RocketMQ stores it.
+#[must_use]
 pub fn masked_crc32(data: &[u8]) -> u32 {
     crc32fast::hash(data) & CRC_MASK
 }
@@ -215,6 +231,7 @@ impl FusedIterator for PropertyIter<'_> {}
 /// Parsing follows RocketMQ's reader: the blob is split on `0x02` (the last pair may lack it),
 /// each piece on its first `0x01`; a piece without `0x01`, with an empty key or with an empty
 /// value is skipped. Where a key repeats, RocketMQ's map keeps the last value.
+#[must_use]
 pub fn properties(blob: &str) -> PropertyIter<'_> {
     PropertyIter { rest: blob }
 }
@@ -259,41 +276,44 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(sys_flag: i32) -> Layout {
-        let host_len = |v6: bool| if v6 { IPV6_HOST_LEN } else { IPV4_HOST_LEN };
+    const fn new(sys_flag: i32) -> Layout {
         Layout {
             born_host_len: host_len(sys_flag & BORNHOST_V6 != 0),
             store_host_len: host_len(sys_flag & STOREHOST_V6 != 0),
         }
     }
 
-    fn store_timestamp(self) -> usize {
+    const fn store_timestamp(self) -> usize {
         POS_BORN_HOST + self.born_host_len
     }
 
-    fn store_host(self) -> usize {
+    const fn store_host(self) -> usize {
         self.store_timestamp() + 8
     }
 
-    fn reconsume_times(self) -> usize {
+    const fn reconsume_times(self) -> usize {
         self.store_host() + self.store_host_len
     }
 
-    fn prepared_transaction_offset(self) -> usize {
+    const fn prepared_transaction_offset(self) -> usize {
         self.reconsume_times() + 4
     }
 
-    fn body_length(self) -> usize {
+    const fn body_length(self) -> usize {
         self.prepared_transaction_offset() + 8
     }
 
     /// Length of a record with empty body, topic and properties.
-    fn fixed_len(self, v2: bool) -> usize {
+    const fn fixed_len(self, v2: bool) -> usize {
         self.body_length() + 4 + topic_length_width(v2) + 2
     }
 }
 
-fn topic_length_width(v2: bool) -> usize {
+const fn host_len(v6: bool) -> usize {
+    if v6 { IPV6_HOST_LEN } else { IPV4_HOST_LEN }
+}
+
+const fn topic_length_width(v2: bool) -> usize {
     if v2 { 2 } else { 1 }
 }
 
@@ -309,9 +329,11 @@ pub struct EncodedRecord {
     /// CRC of the bytes between the store timestamp and the CRC property: they never change after
     /// encoding, so `seal` only has to hash the header in front of them.
     tail_crc: u32,
-    /// x^(8 · tail length) mod the CRC polynomial: multiplying the header's CRC by it shifts the
-    /// header past the tail, which is how `seal` joins the two CRCs without rereading the tail.
-    tail_shift: u32,
+    /// Multiplying the header's CRC by x^(8 · tail length) shifts it past the tail, which is how
+    /// `seal` joins the two CRCs without rereading the tail. The multiplication is precomputed
+    /// here as a linear map, so that under the lock it is 32 independent masked XORs instead of
+    /// a 32-step dependency chain.
+    tail_shift: ShiftMap,
     body_crc: u32,
 }
 
@@ -395,7 +417,10 @@ impl EncodedRecord {
             });
         }
         let total = without_body + spec.body.len();
-        let body_crc = masked_crc32(spec.body);
+        // The body is the only part that can be large: hash it once, for BODYCRC and for the
+        // record CRC alike.
+        let body_hash = crc32fast::hash(spec.body);
+        let body_crc = body_hash & CRC_MASK;
 
         buf.clear();
         buf.reserve_exact(total);
@@ -427,14 +452,20 @@ impl EncodedRecord {
         if needs_separator {
             buf.push(PROPERTY_SEPARATOR);
         }
-        buf.extend_from_slice(CRC_PROPERTY_TEMPLATE);
+        buf.extend_from_slice(&CRC_PROPERTY_TEMPLATE);
         debug_assert_eq!(buf.len(), total);
 
         let store_timestamp_pos = layout.store_timestamp();
-        let tail = &buf[store_timestamp_pos + 8..total - CRC_PROPERTY_LEN];
+        let tail_start = store_timestamp_pos + 8;
+        let body_start = layout.body_length() + 4;
+        let body_end = body_start + spec.body.len();
+        let crc_end = total - CRC_PROPERTY_LEN;
+        let before_body = crc32fast::hash(&buf[tail_start..body_start]);
+        let mut tail = crc32fast::Hasher::new_with_initial(crc_concat(before_body, body_hash, spec.body.len()));
+        tail.update(&buf[body_end..crc_end]);
         Ok(EncodedRecord {
-            tail_crc: crc32fast::hash(tail),
-            tail_shift: x8n(tail.len() as u64),
+            tail_crc: tail.finalize(),
+            tail_shift: ShiftMap::new(x8n((crc_end - tail_start) as u32)),
             buf,
             store_timestamp_pos,
             body_crc,
@@ -442,11 +473,13 @@ impl EncodedRecord {
     }
 
     /// Length of the whole record in bytes (its TOTALSIZE).
+    #[must_use]
     pub fn len(&self) -> usize {
         self.buf.len()
     }
 
     /// Always `false`: a record has at least [`MIN_RECORD_LEN`] bytes.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
@@ -471,12 +504,13 @@ impl EncodedRecord {
         buf[POS_PHYSICAL_OFFSET..POS_PHYSICAL_OFFSET + 8].copy_from_slice(&physical_offset.to_be_bytes());
         buf[ts..ts + 8].copy_from_slice(&store_timestamp.to_be_bytes());
         let head_crc = crc32fast::hash(&buf[..ts + 8]);
-        let crc = (multiply_mod_p(self.tail_shift, head_crc) ^ self.tail_crc) & CRC_MASK;
+        let crc = (self.tail_shift.apply(head_crc) ^ self.tail_crc) & CRC_MASK;
         let digits_end = buf.len() - 1;
         write_crc_digits(&mut buf[digits_end - CRC_DIGITS..digits_end], crc);
     }
 
     /// The record's bytes.
+    #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
     }
@@ -488,6 +522,7 @@ impl EncodedRecord {
     }
 
     /// The body CRC as stored: masked with `0x7FFF_FFFF`.
+    #[must_use]
     pub fn body_crc(&self) -> u32 {
         self.body_crc
     }
@@ -547,7 +582,6 @@ const fn multiply_mod_p(a: u32, mut b: u32) -> u32 {
     let mut product = 0u32;
     let mut i = 0;
     while i < 32 {
-        // Branch-free: this runs under the append lock.
         product ^= b & ((a >> (31 - i)) & 1).wrapping_neg();
         b = (b >> 1) ^ ((b & 1).wrapping_neg() & CRC_POLY);
         i += 1;
@@ -555,19 +589,67 @@ const fn multiply_mod_p(a: u32, mut b: u32) -> u32 {
     product
 }
 
-/// x^(8·len) mod P, bit-reflected.
-const fn x8n(len: u64) -> u32 {
-    let mut result = 0x8000_0000; // x^0
-    let mut square = 0x0080_0000; // x^8
-    let mut n = len;
-    while n != 0 {
-        if n & 1 != 0 {
-            result = multiply_mod_p(square, result);
+/// Multiplication by a fixed polynomial `c`, as the images `c · x^j` of the 32 basis
+/// polynomials `x^j`.
+#[derive(Clone, Copy, Debug)]
+struct ShiftMap([u32; 32]);
+
+impl ShiftMap {
+    fn new(c: u32) -> ShiftMap {
+        let mut images = [0u32; 32];
+        let mut image = c;
+        for slot in &mut images {
+            *slot = image;
+            image = (image >> 1) ^ ((image & 1).wrapping_neg() & CRC_POLY);
         }
-        square = multiply_mod_p(square, square);
-        n >>= 1;
+        ShiftMap(images)
+    }
+
+    /// `c · a mod P`; equal to `multiply_mod_p(c, a)`.
+    fn apply(&self, a: u32) -> u32 {
+        let mut product = 0;
+        for (j, image) in self.0.iter().enumerate() {
+            product ^= image & ((a >> (31 - j)) & 1).wrapping_neg();
+        }
+        product
+    }
+}
+
+/// x^(8·v·256^k) mod P for byte position `k` and byte value `v`, built at compile time, so
+/// that [`x8n`] needs one multiplication per non-zero byte of the length after the first.
+const X8N_BY_BYTE: [[u32; 256]; 4] = {
+    let mut table = [[0u32; 256]; 4];
+    let mut step = 0x0080_0000; // x^8: one byte
+    let mut k = 0;
+    while k < 4 {
+        let mut power = 0x8000_0000; // x^0
+        let mut v = 0;
+        while v < 256 {
+            table[k][v] = power;
+            power = multiply_mod_p(power, step);
+            v += 1;
+        }
+        step = power; // x^(8·256^(k+1))
+        k += 1;
+    }
+    table
+};
+
+/// x^(8·len) mod P, bit-reflected: the factor that shifts a CRC past `len` more bytes.
+fn x8n(len: u32) -> u32 {
+    let [b3, b2, b1, b0] = len.to_be_bytes();
+    let mut result = X8N_BY_BYTE[0][usize::from(b0)];
+    for (k, byte) in [(1, b1), (2, b2), (3, b3)] {
+        if byte != 0 {
+            result = multiply_mod_p(result, X8N_BY_BYTE[k][usize::from(byte)]);
+        }
     }
     result
+}
+
+/// CRC(A ‖ B) from CRC(A), CRC(B) and |B| (the length of a part of one record, so below 2^31).
+fn crc_concat(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
+    multiply_mod_p(x8n(len_b as u32), crc_a) ^ crc_b
 }
 
 /// Writes the end-of-segment filler for a tail of `remaining` bytes.
@@ -575,6 +657,7 @@ const fn x8n(len: u64) -> u32 {
 /// `remaining` is the whole tail from the filler's first byte to the end of the segment; it must
 /// be at least [`BLANK_LEN`] (the slack rule guarantees it) and at most `i32::MAX` (segment sizes
 /// are). The bytes after the filler are left as they are.
+#[must_use]
 pub fn encode_blank(remaining: u32) -> [u8; BLANK_LEN] {
     debug_assert!((BLANK_LEN as u32..=i32::MAX as u32).contains(&remaining));
     let mut out = [0u8; BLANK_LEN];
@@ -736,6 +819,7 @@ pub struct RecordView<'a> {
 
 impl<'a> RecordView<'a> {
     /// The value of property `key`; the last one if it repeats (as RocketMQ's map keeps it).
+    #[must_use]
     pub fn property(&self, key: &str) -> Option<&'a str> {
         properties(self.properties)
             .filter(|&(k, _)| k == key)
@@ -744,6 +828,7 @@ impl<'a> RecordView<'a> {
     }
 
     /// The `TAGS` property; `None` if absent or empty.
+    #[must_use]
     pub fn tags(&self) -> Option<&'a str> {
         self.property(PROPERTY_TAGS)
     }
@@ -757,6 +842,7 @@ impl<'a> RecordView<'a> {
     }
 
     /// The `UNIQ_KEY` property: the client-assigned message id.
+    #[must_use]
     pub fn uniq_key(&self) -> Option<&'a str> {
         self.property(PROPERTY_UNIQ_KEY)
     }
@@ -767,21 +853,25 @@ impl<'a> RecordView<'a> {
     }
 
     /// Whether the properties end with a well-formed whole-record CRC property.
+    #[must_use]
     pub fn has_record_crc(&self) -> bool {
         matches!(crc_property(self.properties.as_bytes()), CrcProperty::Present(_))
     }
 
     /// The consume-queue tag code: [`tags_code`] of the tags, 0 without tags.
+    #[must_use]
     pub fn tags_code(&self) -> i64 {
         self.tags().map_or(0, tags_code)
     }
 
     /// The sysFlag's transaction type, one of the `TRANSACTION_*_TYPE` values.
+    #[must_use]
     pub fn transaction_type(&self) -> i32 {
         self.sys_flag & TRANSACTION_TYPE_MASK
     }
 
     /// RocketMQ's store-assigned message id of this record; see [`offset_msg_id`].
+    #[must_use]
     pub fn offset_msg_id(&self) -> String {
         offset_msg_id(self.store_host, self.physical_offset)
     }
@@ -822,6 +912,7 @@ fn crc_property(props: &[u8]) -> CrcProperty {
 }
 
 /// Cheap look at a frame's first 8 bytes: `(TOTALSIZE, MAGICCODE)`, unchecked.
+#[must_use]
 pub fn peek_header(buf: &[u8]) -> Option<(i32, u32)> {
     Some((be_i32(buf, POS_TOTAL_SIZE)?, be_u32(buf, POS_MAGIC)?))
 }
@@ -933,12 +1024,6 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| self.short(start, end.saturating_sub(start)))
     }
 
-    /// A length or offset field that must not be negative.
-    fn non_negative(self, field: &'static str, value: impl Into<i64>) -> Result<u64, DecodeError> {
-        let value = value.into();
-        u64::try_from(value).map_err(|_| DecodeError::NegativeField { field, value })
-    }
-
     fn host(self, pos: usize, len: usize, field: &'static str) -> Result<SocketAddr, DecodeError> {
         let ip = if len == IPV6_HOST_LEN {
             IpAddr::V6(Ipv6Addr::from(self.array::<16>(pos)?))
@@ -949,6 +1034,12 @@ impl<'a> Fields<'a> {
         let port = u16::try_from(port).map_err(|_| DecodeError::BadPort { field, port })?;
         Ok(SocketAddr::new(ip, port))
     }
+}
+
+/// A length, id or offset field that must not be negative.
+fn non_negative(field: &'static str, value: impl Into<i64>) -> Result<u64, DecodeError> {
+    let value = value.into();
+    u64::try_from(value).map_err(|_| DecodeError::NegativeField { field, value })
 }
 
 /// Decodes a record whose magic is V1 or V2 and whose TOTALSIZE is `rec.len()`, at least
@@ -968,14 +1059,14 @@ fn decode_record(rec: &[u8], v2: bool, verify: Verify) -> Result<RecordView<'_>,
     if total < fixed {
         return Err(mismatch(fixed));
     }
-    let body_len = f.non_negative("body length", f.i32(layout.body_length())?)? as usize;
+    let body_len = non_negative("body length", f.i32(layout.body_length())?)? as usize;
     if fixed + body_len > total {
         return Err(mismatch(fixed + body_len));
     }
     let body_start = layout.body_length() + 4;
     let topic_len_pos = body_start + body_len;
     let topic_len = if v2 {
-        f.non_negative("topic length", f.i16(topic_len_pos)?)? as usize
+        non_negative("topic length", f.i16(topic_len_pos)?)? as usize
     } else {
         usize::from(f.u8(topic_len_pos)?)
     };
@@ -984,7 +1075,7 @@ fn decode_record(rec: &[u8], v2: bool, verify: Verify) -> Result<RecordView<'_>,
     }
     let topic_start = topic_len_pos + topic_length_width(v2);
     let props_len_pos = topic_start + topic_len;
-    let props_len = f.non_negative("properties length", f.i16(props_len_pos)?)? as usize;
+    let props_len = non_negative("properties length", f.i16(props_len_pos)?)? as usize;
     let computed = fixed + body_len + topic_len + props_len;
     if computed != total {
         return Err(mismatch(computed));
@@ -1020,9 +1111,9 @@ fn decode_record(rec: &[u8], v2: bool, verify: Verify) -> Result<RecordView<'_>,
     }
 
     // Values.
-    let queue_id = f.non_negative("queue id", f.i32(POS_QUEUE_ID)?)? as u32;
-    let queue_offset = f.non_negative("queue offset", f.i64(POS_QUEUE_OFFSET)?)?;
-    let physical_offset = f.non_negative("physical offset", f.i64(POS_PHYSICAL_OFFSET)?)?;
+    let queue_id = non_negative("queue id", f.i32(POS_QUEUE_ID)?)? as u32;
+    let queue_offset = non_negative("queue offset", f.i64(POS_QUEUE_OFFSET)?)?;
+    let physical_offset = non_negative("physical offset", f.i64(POS_PHYSICAL_OFFSET)?)?;
     let born_host = f.host(POS_BORN_HOST, layout.born_host_len, "born host")?;
     let store_host = f.host(layout.store_host(), layout.store_host_len, "store host")?;
     let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::InvalidUtf8 { field: "topic" })?;
@@ -1056,6 +1147,7 @@ fn decode_record(rec: &[u8], v2: bool, verify: Verify) -> Result<RecordView<'_>,
 /// RocketMQ's store-assigned message id (`offsetMsgId`): uppercase hex of the store host's IP
 /// (4 or 16 bytes), its port (`i32`) and the physical offset (`i64`), all big-endian: 32 hex
 /// digits for IPv4, 56 for IPv6.
+#[must_use]
 pub fn offset_msg_id(store_host: SocketAddr, physical_offset: u64) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut bytes = Vec::with_capacity(IPV6_HOST_LEN + 8);
@@ -1071,6 +1163,7 @@ pub fn offset_msg_id(store_host: SocketAddr, physical_offset: u64) -> String {
 /// Inverse of [`offset_msg_id`]; accepts either case, as RocketMQ does.
 ///
 /// `None` unless `id` is 32 or 56 hex digits with a port in range and a non-negative offset.
+#[must_use]
 pub fn parse_offset_msg_id(id: &str) -> Option<(SocketAddr, u64)> {
     let ip_len = match id.len() {
         32 => 4,
@@ -1103,8 +1196,44 @@ mod tests {
         let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + i / 13) as u8).collect();
         for split in [0, 1, 63, 64, 76, 1000, 2999, 3000] {
             let (head, tail) = data.split_at(split);
-            let joined = multiply_mod_p(x8n(tail.len() as u64), crc32fast::hash(head)) ^ crc32fast::hash(tail);
+            let joined = crc_concat(crc32fast::hash(head), crc32fast::hash(tail), tail.len());
             assert_eq!(joined, crc32fast::hash(&data), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn shift_map_is_multiplication() {
+        for c in [0x8000_0000u32, 0x0080_0000, 0xDEAD_BEEF, 1, u32::MAX, x8n(12_345)] {
+            let map = ShiftMap::new(c);
+            for a in [0u32, 1, 0x8000_0000, 0x1234_5678, u32::MAX, 0x0F0F_0F0F] {
+                assert_eq!(map.apply(a), multiply_mod_p(c, a), "{c:#x} · {a:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn crc_concat_agrees_with_crc32fast_combine_at_any_length() {
+        // crc32fast's own combine (a different algorithm) only needs the length, so lengths
+        // far beyond anything we could allocate can be checked.
+        for len in [
+            1u32,
+            2,
+            3,
+            255,
+            256,
+            4096,
+            65535,
+            65536,
+            0x0102_0304,
+            i32::MAX as u32,
+            u32::MAX,
+        ] {
+            for (a, b) in [(0u32, 0u32), (0xDEAD_BEEF, 0x1234_5678), (u32::MAX, 1)] {
+                let mut expected = crc32fast::Hasher::new_with_initial(a);
+                expected.combine(&crc32fast::Hasher::new_with_initial_len(b, u64::from(len)));
+                let shifted = multiply_mod_p(x8n(len), a) ^ b;
+                assert_eq!(shifted, expected.finalize(), "len {len}");
+            }
         }
     }
 
