@@ -14,7 +14,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use crate::codec::{self, BLANK_LEN, DecodeError, EncodedRecord, Frame, RecordView, Verify};
-use crate::error::{Error, Result};
+use crate::allocate::Preallocator;
+use crate::error::{Error, IoContext, Result};
 use crate::flush::FlushTarget;
 use crate::segment::{Backend, Segment, SegmentQueue, SegmentWriter};
 use crate::segment::{SegmentRef, SizeRule};
@@ -66,7 +67,8 @@ pub enum Entry<'a> {
 
 /// The commit log of a store.
 pub struct CommitLog<B: Backend> {
-    segments: SegmentQueue<B>,
+    segments: Arc<SegmentQueue<B>>,
+    allocator: Preallocator<B>,
     state: Mutex<AppendState<B::Storage>>,
     /// One past the last published byte.
     written: AtomicU64,
@@ -88,10 +90,12 @@ impl<B: Backend> CommitLog<B> {
     ///
     /// [`set_end`]: CommitLog::set_end
     pub fn open(backend: Arc<B>, dir: &Path, size: SizeRule, warm_up: bool) -> Result<Self> {
-        let segments = SegmentQueue::open(backend, dir, size)?;
+        let segments = Arc::new(SegmentQueue::open(backend, dir, size)?);
         let end = segments.max_offset();
+        let allocator = Preallocator::start(Arc::clone(&segments), warm_up).at(dir)?;
         Ok(CommitLog {
             segments,
+            allocator,
             state: Mutex::new(AppendState {
                 writer: None,
                 last_store_timestamp: 0,
@@ -141,6 +145,7 @@ impl<B: Backend> CommitLog<B> {
         let mut state = self.state.lock();
         self.closed.store(true, Ordering::Release);
         state.writer = None;
+        self.allocator.stop();
     }
 
     /// Appends `batch` contiguously in one segment. Either all records are appended or none.
@@ -199,6 +204,7 @@ impl<B: Backend> CommitLog<B> {
                         .ok_or_else(|| Error::layout(last.path(), "active segment already has a writer"))?;
                     if w.remaining() >= need {
                         state.writer = Some(w);
+                        self.allocator.request(last.end());
                         return Ok(());
                     }
                     self.seal_segment(&mut w);
@@ -211,7 +217,13 @@ impl<B: Backend> CommitLog<B> {
                 }
             },
         };
-        let segment = self.segments.create(next_start, self.warm_up)?;
+        let segment = match self.allocator.take(next_start) {
+            Some(Ok(prepared)) => self.segments.install(prepared)?,
+            // Nothing prepared, or preparing failed (disk full?): try once more here, so the
+            // error the caller sees is this attempt's.
+            Some(Err(_)) | None => self.segments.create(next_start, self.warm_up)?,
+        };
+        self.allocator.request(segment.end());
         let w = segment
             .claim_writer()
             .ok_or_else(|| Error::layout(segment.path(), "new segment already has a writer"))?;

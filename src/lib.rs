@@ -30,6 +30,7 @@
 //! `unsafe` lives only in the [`segment`] module.
 #![deny(unsafe_code)]
 
+mod allocate;
 pub mod codec;
 pub mod commit_log;
 pub mod config;

@@ -335,9 +335,12 @@ impl StoredMessage {
         self.str_field(self.props_at, self.props_len)
     }
 
-    /// A property by name.
+    /// A property by name (the last one, should the name repeat, as RocketMQ's reader keeps).
     pub fn property(&self, key: &str) -> Option<&str> {
-        codec::properties(self.properties_raw()).find_map(|(k, v)| (k == key).then_some(v))
+        codec::properties(self.properties_raw())
+            .filter(|(k, _)| *k == key)
+            .last()
+            .map(|(_, v)| v)
     }
 
     /// User properties: all but TAGS, KEYS and the record CRC.

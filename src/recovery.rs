@@ -46,10 +46,16 @@ pub fn recover<B: Backend>(
     };
     let (end, last_ts) = {
         let segments = log.segments().snapshot();
+        // Segments past the last one holding a record are empty (a roll-over or a preallocation
+        // the crash interrupted): the scan starts before them and ends at the first.
+        let last_written = segments
+            .iter()
+            .rposition(|seg| seg.read(0, 8).is_some_and(|b| b.iter().any(|&x| x != 0)))
+            .unwrap_or(0);
         let start_idx = if clean {
-            segments.len().saturating_sub(1)
+            last_written
         } else {
-            segments.len().saturating_sub(CRASH_SCAN_SEGMENTS)
+            last_written.saturating_sub(CRASH_SCAN_SEGMENTS - 1)
         };
         let verify = if clean { Verify::Framing } else { verify };
         let mut offset = segments.get(start_idx).map_or(0, |s| s.start());

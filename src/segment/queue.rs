@@ -154,25 +154,14 @@ impl<B: Backend> SegmentQueue<B> {
     /// Creates the segment that starts at `start`: the end of the last segment, or, for an
     /// empty queue, any multiple of the segment size.
     pub fn create(&self, start: u64, warm_up: bool) -> Result<SegmentRef<B>> {
-        let mut segments = self.segments.write();
-        match segments.last() {
-            Some(last) if last.end() != start => {
-                return Err(Error::layout(
-                    &self.dir,
-                    format!(
-                        "new segment at {start} does not follow the last one ending at {}",
-                        last.end()
-                    ),
-                ));
-            }
-            None if !start.is_multiple_of(self.segment_size) => {
-                return Err(Error::layout(
-                    &self.dir,
-                    format!("new segment at {start} is not aligned to {}", self.segment_size),
-                ));
-            }
-            _ => {}
-        }
+        self.check_follows(start)?;
+        let segment = self.prepare(start, warm_up)?;
+        self.install(segment)
+    }
+
+    /// Creates and maps (and warms, if asked) the file of the segment at `start` without adding it
+    /// to the queue: lets a background thread allocate ahead of need.
+    pub fn prepare(&self, start: u64, warm_up: bool) -> Result<Segment<B::Storage>> {
         self.backend.create_dir_all(&self.dir).at(&self.dir)?;
         let path = self.dir.join(segment_name(start));
         let storage = self
@@ -183,9 +172,34 @@ impl<B: Backend> SegmentQueue<B> {
         if warm_up {
             segment.warm_up().at(&path)?;
         }
+        Ok(segment)
+    }
+
+    /// Adds a prepared segment at the end of the queue.
+    pub fn install(&self, segment: Segment<B::Storage>) -> Result<SegmentRef<B>> {
+        let mut segments = self.segments.write();
+        Self::follows(&self.dir, self.segment_size, segments.last(), segment.start())?;
         let segment = Arc::new(segment);
         segments.push(Arc::clone(&segment));
         Ok(segment)
+    }
+
+    fn check_follows(&self, start: u64) -> Result<()> {
+        Self::follows(&self.dir, self.segment_size, self.segments.read().last(), start)
+    }
+
+    fn follows(dir: &Path, size: u64, last: Option<&SegmentRef<B>>, start: u64) -> Result<()> {
+        match last {
+            Some(last) if last.end() != start => Err(Error::layout(
+                dir,
+                format!("new segment at {start} does not follow the last one ending at {}", last.end()),
+            )),
+            None if !start.is_multiple_of(size) => Err(Error::layout(
+                dir,
+                format!("new segment at {start} is not aligned to {size}"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Cuts the queue at `offset`: the segment holding it keeps only the bytes below (the rest,

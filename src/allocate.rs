@@ -1,0 +1,143 @@
+//! Allocation ahead of need (RocketMQ's AllocateMappedFileService): while the commit log
+//! writes one segment, a background thread creates, maps and warms the next, so that a roll-over
+//! under the append lock only installs a ready segment instead of allocating and faulting in a
+//! whole file.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::Result;
+use crate::segment::{Backend, Segment, SegmentQueue};
+
+struct State<S: crate::segment::Storage> {
+    /// Start offset of the segment wanted next.
+    wanted: Option<u64>,
+    /// Start offset being prepared right now.
+    busy: Option<u64>,
+    /// A prepared segment (or why preparing it failed).
+    ready: Option<(u64, Result<Segment<S>>)>,
+    stop: bool,
+}
+
+struct Shared<B: Backend> {
+    state: Mutex<State<B::Storage>>,
+    cv: Condvar,
+    segments: Arc<SegmentQueue<B>>,
+    warm_up: bool,
+}
+
+/// Prepares the next segment of a queue in the background.
+pub struct Preallocator<B: Backend> {
+    shared: Arc<Shared<B>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<B: Backend> Preallocator<B> {
+    /// Starts the allocation thread for `segments`.
+    pub fn start(segments: Arc<SegmentQueue<B>>, warm_up: bool) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                wanted: None,
+                busy: None,
+                ready: None,
+                stop: false,
+            }),
+            cv: Condvar::new(),
+            segments,
+            warm_up,
+        });
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("mqstore-allocate".into())
+            .spawn(move || run(&s))?;
+        Ok(Preallocator {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Asks for the segment starting at `start` to be prepared.
+    pub fn request(&self, start: u64) {
+        let mut state = self.shared.state.lock();
+        if state.busy == Some(start) || state.ready.as_ref().is_some_and(|r| r.0 == start) {
+            return;
+        }
+        state.wanted = Some(start);
+        self.shared.cv.notify_all();
+    }
+
+    /// Takes the prepared segment starting at `start`, waiting if it is being prepared. `None`
+    /// when nothing was prepared for it: the caller creates it itself.
+    pub fn take(&self, start: u64) -> Option<Result<Segment<B::Storage>>> {
+        let mut state = self.shared.state.lock();
+        if state.wanted == Some(start) {
+            state.wanted = None;
+        }
+        while state.busy == Some(start) {
+            self.shared.cv.wait(&mut state);
+        }
+        match state.ready.take() {
+            Some((s, segment)) if s == start => Some(segment),
+            Some((_, stale)) => {
+                discard(&self.shared.segments, stale);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Stops the thread and removes a prepared, never-used segment file.
+    pub fn stop(&self) {
+        {
+            let mut state = self.shared.state.lock();
+            state.stop = true;
+            state.wanted = None;
+            self.shared.cv.notify_all();
+        }
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+        if let Some((_, unused)) = self.shared.state.lock().ready.take() {
+            discard(&self.shared.segments, unused);
+        }
+    }
+}
+
+/// Removes the file of a prepared segment that will not be used, so it does not linger past the
+/// end of the log.
+fn discard<B: Backend>(segments: &SegmentQueue<B>, segment: Result<Segment<B::Storage>>) {
+    if let Ok(segment) = segment {
+        let path = segment.path().to_path_buf();
+        drop(segment);
+        if let Err(e) = segments.backend().remove(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove an unused preallocated segment");
+        }
+    }
+}
+
+fn run<B: Backend>(shared: &Shared<B>) {
+    let mut state = shared.state.lock();
+    loop {
+        while !state.stop && (state.wanted.is_none() || state.ready.is_some()) {
+            shared.cv.wait(&mut state);
+        }
+        if state.stop {
+            return;
+        }
+        let Some(start) = state.wanted.take() else {
+            continue;
+        };
+        state.busy = Some(start);
+        drop(state);
+        let prepared = shared.segments.prepare(start, shared.warm_up);
+        if let Err(e) = &prepared {
+            tracing::warn!(start, error = %e, "preallocating the next segment failed; the roll-over will retry");
+        }
+        state = shared.state.lock();
+        state.busy = None;
+        state.ready = Some((start, prepared));
+        shared.cv.notify_all();
+    }
+}
