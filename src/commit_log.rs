@@ -13,8 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use crate::codec::{self, BLANK_LEN, DecodeError, EncodedRecord, Frame, RecordView, Verify};
 use crate::allocate::Preallocator;
+use crate::codec::{self, BLANK_LEN, DecodeError, EncodedRecord, Frame, RecordView, Verify};
 use crate::error::{Error, IoContext, Result};
 use crate::flush::FlushTarget;
 use crate::segment::{Backend, Segment, SegmentQueue, SegmentWriter};
@@ -74,6 +74,10 @@ pub struct CommitLog<B: Backend> {
     written: AtomicU64,
     /// One past the last byte known durable.
     flushed: AtomicU64,
+    /// Store timestamp of the last appended record.
+    last_timestamp: AtomicU64,
+    /// A store timestamp at or below which every record is durable.
+    flushed_timestamp: AtomicU64,
     closed: AtomicBool,
     warm_up: bool,
 }
@@ -101,7 +105,9 @@ impl<B: Backend> CommitLog<B> {
                 last_store_timestamp: 0,
             }),
             written: AtomicU64::new(end),
-            flushed: AtomicU64::new(end),
+            flushed: AtomicU64::new(0),
+            last_timestamp: AtomicU64::new(0),
+            flushed_timestamp: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             warm_up,
         })
@@ -128,15 +134,25 @@ impl<B: Backend> CommitLog<B> {
     }
 
     /// Sets the end of the log after recovery: everything at or above `end` is cut (zeroed when
-    /// `zero`, so stale bytes can never be taken for records). Returns the paths of segments that
-    /// lay wholly past the end, removed from the log but left on disk for the caller.
-    pub fn set_end(&self, end: u64, zero: bool, last_store_timestamp: u64) -> Result<Vec<std::path::PathBuf>> {
+    /// `zero`, so stale bytes can never be taken for records). `durable_below`: what recovery
+    /// knows to be on stable storage already; the next flush syncs from there. Returns the paths
+    /// of segments that lay wholly past the end, removed from the log but left on disk for the
+    /// caller.
+    pub fn set_end(
+        &self,
+        end: u64,
+        zero: bool,
+        last_store_timestamp: u64,
+        durable_below: u64,
+    ) -> Result<Vec<std::path::PathBuf>> {
         let mut state = self.state.lock();
         state.writer = None;
         let removed = self.segments.truncate(end, zero)?;
         self.written.store(end, Ordering::Release);
-        self.flushed.store(end, Ordering::Release);
+        self.flushed.store(durable_below.min(end), Ordering::Release);
         state.last_store_timestamp = last_store_timestamp;
+        self.last_timestamp.store(last_store_timestamp, Ordering::Release);
+        self.flushed_timestamp.store(last_store_timestamp, Ordering::Release);
         Ok(removed)
     }
 
@@ -181,6 +197,7 @@ impl<B: Backend> CommitLog<B> {
         writer.publish();
         let end = writer.position();
         self.written.store(end, Ordering::Release);
+        self.last_timestamp.store(timestamp, Ordering::Release);
         Ok(end)
     }
 
@@ -242,6 +259,37 @@ impl<B: Backend> CommitLog<B> {
         self.written.store(w.position(), Ordering::Release);
     }
 
+    /// A store timestamp at or below which every record is durable (for the checkpoint).
+    pub fn flushed_timestamp(&self) -> u64 {
+        self.flushed_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Finds the first valid record (full check as `verify` says, and its physical-offset field
+    /// equal to its position) strictly after `from` in the segment holding `from`: the way past
+    /// a damaged record. `None` if the rest of the segment holds none.
+    pub fn next_valid_record(&self, from: u64, verify: Verify) -> Option<u64> {
+        let segment = self.segments.find(from)?;
+        let bytes = segment.read_from(0)?;
+        let base = segment.start();
+        let mut pos = (from - base + 1) as usize;
+        // The physical offset a record carries at byte 28 equals its own position: with the
+        // magic at byte 4 that is a strong marker, so few candidates get a full decode.
+        while pos + codec::MIN_RECORD_LEN <= bytes.len() {
+            let magic = u32::from_be_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]);
+            if magic == codec::MAGIC_V1 || magic == codec::MAGIC_V2 {
+                let mut phys = [0u8; 8];
+                phys.copy_from_slice(&bytes[pos + 28..pos + 36]);
+                if u64::from_be_bytes(phys) == base + pos as u64
+                    && matches!(codec::decode(&bytes[pos..], verify), Ok(Frame::Record(_)))
+                {
+                    return Some(base + pos as u64);
+                }
+            }
+            pos += 1;
+        }
+        None
+    }
+
     /// The segment holding `offset`.
     pub fn segment_at(&self, offset: u64) -> Option<SegmentRef<B>> {
         self.segments.find(offset)
@@ -301,6 +349,10 @@ impl<B: Backend> FlushTarget for CommitLog<B> {
     }
 
     fn flush(&self, least_pages: u64) -> io::Result<u64> {
+        // Read before the data it stands for: the records up to this stamp are all published
+        // by now, so they are covered by what is flushed below if everything written is.
+        let stamp = self.last_timestamp.load(Ordering::Acquire);
+        let written = self.max_offset();
         let mut at = self.flushed.load(Ordering::Acquire);
         let mut durable = at;
         while let Some(segment) = self.segments.find(at) {
@@ -310,6 +362,9 @@ impl<B: Backend> FlushTarget for CommitLog<B> {
                 break;
             }
             at = segment.end();
+        }
+        if durable >= written {
+            self.flushed_timestamp.fetch_max(stamp, Ordering::AcqRel);
         }
         Ok(self.flushed.fetch_max(durable, Ordering::AcqRel).max(durable))
     }

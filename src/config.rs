@@ -33,7 +33,7 @@ pub struct StoreConfig {
     pub(crate) verify_crc_on_read: bool,
     pub(crate) store_host: SocketAddr,
     pub(crate) max_get_bytes: usize,
-    pub(crate) consume_queue_flush_interval_ms: u64,
+    pub(crate) checkpoint_interval_ms: u64,
 }
 
 impl StoreConfig {
@@ -50,7 +50,7 @@ impl StoreConfig {
             verify_crc_on_read: true,
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
             max_get_bytes: 128 << 20,
-            consume_queue_flush_interval_ms: 1000,
+            checkpoint_interval_ms: 1000,
         }
     }
 
@@ -110,6 +110,14 @@ impl StoreConfig {
     /// At least one message is always returned when one is available.
     pub fn max_get_bytes(mut self, bytes: usize) -> Self {
         self.max_get_bytes = bytes;
+        self
+    }
+
+    /// How often consume queues are flushed and the checkpoint written (default 1 s, as
+    /// RocketMQ's FlushConsumeQueueService and checkpoint). Crash recovery re-checks the log
+    /// from at most about this far back.
+    pub fn checkpoint_interval(mut self, interval: std::time::Duration) -> Self {
+        self.checkpoint_interval_ms = interval.as_millis().max(1) as u64;
         self
     }
 

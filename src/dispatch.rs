@@ -26,16 +26,27 @@ fn is_dispatched(sys_flag: i32) -> bool {
     tx != codec::TRANSACTION_PREPARED_TYPE && tx != codec::TRANSACTION_ROLLBACK_TYPE
 }
 
-/// Dispatches every record in `from..limit` of `log` into `queues`. Returns the offset reached:
-/// `limit`, or the first offset that could not be dispatched (a damaged record; logged).
+/// How far a dispatch step got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dispatched {
+    /// Everything below is dispatched.
+    pub offset: u64,
+    /// Store timestamp of the last record dispatched (0 if none).
+    pub last_timestamp: u64,
+}
+
+/// Dispatches every record in `from..limit` of `log` into `queues`. A damaged record is logged
+/// and skipped to the next valid one. Stops early only at the end of what is readable, or where
+/// damage reaches the end of the active segment.
 pub fn dispatch_range<B: Backend>(
     log: &CommitLog<B>,
     queues: &QueueTable<B>,
     from: u64,
     limit: u64,
     warm_up: bool,
-) -> Result<u64> {
+) -> Result<Dispatched> {
     let mut offset = from;
+    let mut last_timestamp = 0u64;
     let mut cached: Option<Arc<ConsumeQueue<B>>> = None;
     while offset < limit {
         let Some(segment) = log.segment_at(offset) else {
@@ -47,27 +58,41 @@ pub fn dispatch_range<B: Backend>(
                 break;
             }
             let entry = match CommitLog::<B>::entry_in(&segment, offset, Verify::Framing) {
+                Ok(Entry::Record(view)) if view.physical_offset != offset => {
+                    Err(format!("record carries physical offset {}", view.physical_offset))
+                }
+                Ok(entry) => Ok(entry),
+                Err(e) => Err(e.to_string()),
+            };
+            let entry = match entry {
                 Ok(entry) => entry,
-                Err(e) => {
-                    tracing::error!(offset, error = %e, "dispatch stopped at a damaged record");
-                    return Ok(offset);
+                Err(reason) => {
+                    let next = log.next_valid_record(offset, Verify::Framing);
+                    let resume = match next {
+                        Some(next) => next,
+                        None if segment.is_full() && segment.end() < limit => segment.end(),
+                        None => {
+                            return Ok(Dispatched { offset, last_timestamp });
+                        }
+                    };
+                    tracing::error!(offset, resume, %reason, "damaged record not dispatched");
+                    offset = resume;
+                    if resume >= segment.end() {
+                        break;
+                    }
+                    continue;
                 }
             };
             match entry {
-                Entry::End => return Ok(offset),
+                Entry::End => {
+                    return Ok(Dispatched { offset, last_timestamp });
+                }
                 Entry::Blank { next } => {
                     offset = next;
                     break;
                 }
                 Entry::Record(view) => {
-                    if view.physical_offset != offset {
-                        tracing::error!(
-                            offset,
-                            stored = view.physical_offset,
-                            "dispatch stopped: record's physical offset does not match its position"
-                        );
-                        return Ok(offset);
-                    }
+                    last_timestamp = last_timestamp.max(view.store_timestamp.max(0) as u64);
                     if is_dispatched(view.sys_flag) {
                         let cq = match &cached {
                             Some(q) if q.topic() == view.topic && q.queue_id() == view.queue_id => Arc::clone(q),
@@ -94,7 +119,7 @@ pub fn dispatch_range<B: Backend>(
             }
         }
     }
-    Ok(offset)
+    Ok(Dispatched { offset, last_timestamp })
 }
 
 struct State {
@@ -105,6 +130,8 @@ struct State {
 pub struct DispatchShared {
     /// Everything below this commit-log offset is in the consume queues.
     dispatched: AtomicU64,
+    /// Store timestamp of the last record dispatched.
+    dispatched_timestamp: AtomicU64,
     idle: AtomicBool,
     state: Mutex<State>,
     /// Wakes the dispatcher.
@@ -117,6 +144,11 @@ impl DispatchShared {
     /// The dispatched offset.
     pub fn dispatched(&self) -> u64 {
         self.dispatched.load(Ordering::Acquire)
+    }
+
+    /// Store timestamp of the last record dispatched (for the checkpoint).
+    pub fn dispatched_timestamp(&self) -> u64 {
+        self.dispatched_timestamp.load(Ordering::Acquire)
     }
 
     /// Wakes the dispatcher if it sleeps (called after every append).
@@ -167,10 +199,12 @@ impl Dispatcher {
         log: Arc<CommitLog<B>>,
         queues: Arc<QueueTable<B>>,
         from: u64,
+        from_timestamp: u64,
         warm_up: bool,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(DispatchShared {
             dispatched: AtomicU64::new(from),
+            dispatched_timestamp: AtomicU64::new(from_timestamp),
             idle: AtomicBool::new(false),
             state: Mutex::new(State { stop: false }),
             wake: Condvar::new(),
@@ -212,12 +246,16 @@ fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, queues: &QueueTa
         let limit = log.max_offset();
         if from < limit && stalled_at != Some((from, limit)) {
             match dispatch_range(log, queues, from, limit, warm_up) {
-                Ok(reached) => {
+                Ok(step) => {
+                    let reached = step.offset;
                     if reached < limit {
-                        // A damaged record: do not spin on it; retry when the log grows.
+                        // Damage up to the end of the active segment: retry when the log grows.
                         stalled_at = Some((reached, limit));
                     }
                     if reached > from {
+                        shared
+                            .dispatched_timestamp
+                            .fetch_max(step.last_timestamp, Ordering::AcqRel);
                         shared.dispatched.store(reached, Ordering::Release);
                         let _state = shared.state.lock();
                         shared.progress.notify_all();

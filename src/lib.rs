@@ -31,6 +31,7 @@
 #![deny(unsafe_code)]
 
 mod allocate;
+pub mod checkpoint;
 pub mod codec;
 pub mod commit_log;
 pub mod config;

@@ -1,34 +1,120 @@
 //! Recovery on open: find the end of the valid log, cut what lies past it, bring the consume
 //! queues in line with the log, and re-dispatch what they miss.
+//!
+//! One algorithm serves both a clean and an unclean last shutdown; the checkpoint decides where
+//! it starts and the abort marker only how suspicious to be of the tail:
+//! 1. **Start point**: the start of the segment holding `min(log_flushed, dispatched)` of a
+//!    valid checkpoint (a segment start is always a record boundary, so a stale or even wrong
+//!    checkpoint can only make the scan longer). With only RocketMQ's timestamps, RocketMQ's
+//!    rule; with no checkpoint at all, the first segment.
+//! 2. **Scan**: every record from there is checked (framing, physical offset equal to its
+//!    position, CRC as the store requires).
+//! 3. **A bad record below `log_flushed`** was once durable: it is damage in the middle
+//!    (a flipped bit, a bad sector). It is reported, and the scan resumes at the next valid
+//!    record, so one damaged record never costs the valid ones after it.
+//! 4. **A bad record at or past `log_flushed`** is the torn tail of an interrupted write: the
+//!    log ends there. The rest of that segment is zeroed and synced (so stale bytes can never
+//!    be taken for records later), and whole segments past it go to `lost+found/`.
+//! 5. Consume queues drop units past the end and are re-dispatched from the start point
+//!    (idempotently: units present are skipped, gaps become blank units).
 
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint::Loaded;
 use crate::codec::Verify;
 use crate::commit_log::{CommitLog, Entry};
 use crate::consume_queue::QueueTable;
 use crate::dispatch::dispatch_range;
 use crate::error::{IoContext, Result};
-use crate::segment::Backend;
+use crate::segment::{Backend, Segment, SegmentRef, Storage};
 
-/// How many of the newest segments a crash recovery scans (RocketMQ 4.x's choice) until the
-/// checkpoint-driven start point replaces it.
-const CRASH_SCAN_SEGMENTS: usize = 3;
+/// RocketMQ 4.x's normal recovery checks the last three segments.
+const ROCKETMQ_NORMAL_SEGMENTS: usize = 3;
+
+/// A range of the commit log that held no valid record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedRange {
+    /// First damaged byte (where a record should have started).
+    pub start: u64,
+    /// Where the next valid record (or segment) starts.
+    pub end: u64,
+    /// What was wrong at `start`.
+    pub reason: String,
+}
 
 /// What recovery found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
-    /// Whether the last run shut down cleanly.
+    /// Whether the last run shut down cleanly (no abort marker).
     pub clean_shutdown: bool,
+    /// How the start point was chosen.
+    pub start_rule: &'static str,
     /// Where the scan of the log started.
     pub scanned_from: u64,
     /// Records checked.
     pub records_checked: u64,
+    /// Bytes of log scanned.
+    pub bytes_scanned: u64,
     /// The end of the valid log.
     pub log_end: u64,
+    /// Damage found below the durable point, skipped over.
+    pub damaged: Vec<DamagedRange>,
+    /// Where a torn tail was cut, if one was.
+    pub torn_tail_at: Option<u64>,
     /// Segment files that lay wholly past the end, moved into `lost+found/`.
     pub truncated_segments: Vec<PathBuf>,
     /// Where re-dispatch into the consume queues started.
     pub dispatched_from: u64,
+}
+
+fn first_bytes_zero<S: Storage>(segment: &Segment<S>, pos: u64, len: u64) -> bool {
+    let len = len.min(segment.size().saturating_sub(pos));
+    segment
+        .read(pos, len as usize)
+        .is_none_or(|b| b.iter().all(|&x| x == 0))
+}
+
+/// Picks the segment to start scanning at, and the durable bound below which damage is
+/// skipped rather than cut.
+fn start_point<B: Backend>(
+    segments: &[SegmentRef<B>],
+    last_written: usize,
+    checkpoint: &Loaded,
+    clean: bool,
+) -> (usize, u64, &'static str) {
+    let limit = segments.last().map_or(0, |s| s.end());
+    let index_of = |offset: u64| {
+        segments
+            .iter()
+            .rposition(|s| s.start() <= offset)
+            .unwrap_or(0)
+            .min(last_written)
+    };
+    match checkpoint {
+        Loaded::Exact(cp) => {
+            let flushed = cp.log_flushed.min(limit);
+            (index_of(cp.dispatched.min(flushed)), flushed, "mqstore checkpoint")
+        }
+        Loaded::Timestamps(_) if clean => (
+            last_written.saturating_sub(ROCKETMQ_NORMAL_SEGMENTS - 1),
+            0,
+            "RocketMQ normal recovery: the last three segments",
+        ),
+        Loaded::Timestamps(cp) => {
+            // RocketMQ's abnormal recovery: the newest segment whose first record is older than
+            // the checkpoint's minimum timestamp minus three seconds.
+            let min_ts = cp.min_timestamp();
+            let idx = (0..=last_written).rev().find(|&i| {
+                let seg = &segments[i];
+                matches!(
+                    CommitLog::<B>::entry_in(seg, seg.start(), Verify::Framing),
+                    Ok(Entry::Record(v)) if v.store_timestamp <= min_ts && v.store_timestamp != 0
+                )
+            });
+            (idx.unwrap_or(0), 0, "RocketMQ checkpoint timestamps")
+        }
+        Loaded::Missing => (0, 0, "no checkpoint: from the first segment"),
+    }
 }
 
 /// Runs recovery. `clean`: the abort marker was absent. `verify`: what to check per record.
@@ -36,6 +122,7 @@ pub fn recover<B: Backend>(
     log: &CommitLog<B>,
     queues: &QueueTable<B>,
     clean: bool,
+    checkpoint: &Loaded,
     verify: Verify,
     warm_up: bool,
     lost_found: &Path,
@@ -46,58 +133,64 @@ pub fn recover<B: Backend>(
     };
     let (end, last_ts) = {
         let segments = log.segments().snapshot();
-        // Segments past the last one holding a record are empty (a roll-over or a preallocation
-        // the crash interrupted): the scan starts before them and ends at the first.
+        // Segments past the last one holding anything are empty (a roll-over or preallocation
+        // that the end of the run interrupted): the scan ends at the first of them.
         let last_written = segments
             .iter()
-            .rposition(|seg| seg.read(0, 8).is_some_and(|b| b.iter().any(|&x| x != 0)))
+            .rposition(|seg| !first_bytes_zero(seg, 0, 8))
             .unwrap_or(0);
-        let start_idx = if clean {
-            last_written
-        } else {
-            last_written.saturating_sub(CRASH_SCAN_SEGMENTS - 1)
-        };
-        let verify = if clean { Verify::Framing } else { verify };
-        let mut offset = segments.get(start_idx).map_or(0, |s| s.start());
+        let (start_idx, flushed, rule) = start_point::<B>(&segments, last_written, checkpoint, clean);
+        report.start_rule = rule;
+        let mut offset = segments.get(start_idx).map_or(log.min_offset(), |s| s.start());
         report.scanned_from = offset;
         let mut last_ts = 0u64;
-        'segments: for segment in segments.iter().skip(start_idx) {
-            if offset != segment.start() {
-                break;
+        let mut idx = start_idx;
+        'scan: while let Some(segment) = segments.get(idx) {
+            if offset >= segment.end() {
+                idx += 1;
+                continue;
             }
-            loop {
-                match CommitLog::<B>::entry_in(segment, offset, verify) {
-                    Ok(Entry::Record(view)) if view.physical_offset == offset => {
-                        report.records_checked += 1;
-                        last_ts = last_ts.max(view.store_timestamp.max(0) as u64);
-                        offset += view.total_size as u64;
-                    }
-                    Ok(Entry::Blank { next }) => {
-                        offset = next;
-                        continue 'segments;
-                    }
-                    Ok(Entry::Record(view)) => {
-                        tracing::warn!(
-                            offset,
-                            stored = view.physical_offset,
-                            "record's physical offset does not match its position: end of log"
-                        );
-                        break 'segments;
-                    }
-                    Ok(Entry::End) => break 'segments,
-                    Err(e) => {
-                        if !is_zero_tail(segment, offset - segment.start()) {
-                            tracing::warn!(offset, error = %e, "invalid record: end of log");
-                        }
-                        break 'segments;
-                    }
+            let bad = match CommitLog::<B>::entry_in(segment, offset, verify) {
+                Ok(Entry::Record(view)) if view.physical_offset == offset => {
+                    report.records_checked += 1;
+                    report.bytes_scanned += view.total_size as u64;
+                    last_ts = last_ts.max(view.store_timestamp.max(0) as u64);
+                    offset += view.total_size as u64;
+                    continue;
                 }
+                Ok(Entry::Blank { next }) => {
+                    report.bytes_scanned += next - offset;
+                    offset = next;
+                    continue;
+                }
+                Ok(Entry::End) => break 'scan,
+                Ok(Entry::Record(view)) => {
+                    format!("record at {offset} carries physical offset {}", view.physical_offset)
+                }
+                Err(e) => e.to_string(),
+            };
+            if offset >= flushed {
+                if !first_bytes_zero(segment, offset - segment.start(), 4096) {
+                    tracing::warn!(offset, reason = %bad, "torn tail: the log ends here");
+                    report.torn_tail_at = Some(offset);
+                }
+                break 'scan;
             }
+            // Below the durable point: damage, not a tear. Skip to the next valid record.
+            let next = log.next_valid_record(offset, verify).unwrap_or_else(|| segment.end());
+            tracing::error!(start = offset, end = next, reason = %bad, "damaged commit-log range skipped");
+            report.damaged.push(DamagedRange {
+                start: offset,
+                end: next,
+                reason: bad,
+            });
+            offset = next;
         }
         (offset, last_ts)
     };
     report.log_end = end;
-    let cut = log.set_end(end, !clean, last_ts)?;
+    let zero = !clean || report.torn_tail_at.is_some();
+    let cut = log.set_end(end, zero, last_ts, report.scanned_from)?;
     if !cut.is_empty() {
         // They may be evidence of what went wrong: keep them out of the log, not deleted.
         let backend = log.segments().backend();
@@ -117,30 +210,7 @@ pub fn recover<B: Backend>(
         q.truncate_to_log(end)?;
         q.correct_min_offset(log.min_offset());
     }
-    // After a clean shutdown every record was dispatched: resume after the furthest unit. After
-    // a crash the queues may lag anywhere behind the scan start's records: re-dispatch all that
-    // was scanned (units already present are skipped).
-    let dispatch_from = if clean {
-        queues
-            .all()
-            .iter()
-            .map(|q| q.max_physical())
-            .max()
-            .unwrap_or_else(|| log.min_offset())
-            .clamp(log.min_offset(), end)
-    } else {
-        report.scanned_from
-    };
-    report.dispatched_from = dispatch_from;
-    dispatch_range(log, queues, dispatch_from, end, warm_up)?;
+    report.dispatched_from = report.scanned_from.min(end);
+    dispatch_range(log, queues, report.dispatched_from, end, warm_up)?;
     Ok(report)
-}
-
-/// Whether the bytes from `pos` to the end of the first page past it are zero: the normal end of
-/// a log in a preallocated segment, not worth a warning.
-fn is_zero_tail<S: crate::segment::Storage>(segment: &crate::segment::Segment<S>, pos: u64) -> bool {
-    let len = (4096 - pos % 4096).min(segment.size().saturating_sub(pos));
-    segment
-        .read(pos, len as usize)
-        .is_some_and(|b| b.iter().all(|&x| x == 0))
 }

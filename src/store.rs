@@ -6,15 +6,16 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
+use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::codec::{EncodedRecord, RecordSpec, Verify};
 use crate::commit_log::{Appending, CommitLog};
 use crate::config::StoreConfig;
 use crate::consume_queue::{ConsumeQueue, QueueTable, UNIT_SIZE};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{DispatchShared, Dispatcher};
 use crate::error::{Error, IoContext, Result};
 use crate::flush::{FlushOutcome, FlushTarget, Flusher};
 use crate::message::{GetResult, GetStatus, Message, PutResult, PutStatus, StoredMessage, TagFilter, validate_topic};
@@ -76,7 +77,8 @@ pub struct MessageStore<B: Backend = MmapBackend> {
     queues: Arc<QueueTable<B>>,
     dispatcher: Dispatcher,
     flusher: Arc<dyn Flusher>,
-    cq_flusher: Periodic,
+    checkpointer: Periodic,
+    checkpoint: Arc<CheckpointFile>,
     verify: Verify,
     closed: AtomicBool,
     writeable: AtomicBool,
@@ -190,10 +192,32 @@ impl<B: Backend> MessageStore<B> {
         let abort = dir.join(ABORT_FILE);
         let clean = !abort.exists();
         let lost_found = dir.join(LOST_FOUND_DIR).join(now_millis().to_string());
-        let recovery = recover(&log, &queues, clean, verify, config.warm_up_segments, &lost_found)?;
+        let (checkpoint, loaded) = CheckpointFile::open(&dir)?;
+        let recovery = recover(
+            &log,
+            &queues,
+            clean,
+            &loaded,
+            verify,
+            config.warm_up_segments,
+            &lost_found,
+        )?;
         if !clean {
             tracing::warn!(?recovery, "recovered after an unclean shutdown");
         }
+        // Make the recovered state durable and record it, so the next recovery starts here.
+        log.flush(0).at(&log_dir)?;
+        queues.flush_all(0)?;
+        let end = log.max_offset();
+        let stamp = log.flushed_timestamp() as i64;
+        checkpoint.write(Checkpoint {
+            physic_msg_timestamp: stamp,
+            logics_msg_timestamp: stamp,
+            log_flushed: end,
+            dispatched: end,
+            ..Default::default()
+        })?;
+        let checkpoint = Arc::new(checkpoint);
 
         File::create(&abort).and_then(|f| f.sync_all()).at(&abort)?;
         sync_dir(&dir)?;
@@ -203,15 +227,25 @@ impl<B: Backend> MessageStore<B> {
         let dispatcher = Dispatcher::start(
             Arc::clone(&log),
             Arc::clone(&queues),
-            log.max_offset(),
+            end,
+            stamp as u64,
             config.warm_up_segments,
         )
         .at(&dir)?;
-        let cq_flusher = start_cq_flusher(
-            Arc::clone(&queues),
-            Duration::from_millis(config.consume_queue_flush_interval_ms),
-        )
-        .at(&dir)?;
+        let checkpointer = {
+            let (log, queues, checkpoint) = (Arc::clone(&log), Arc::clone(&queues), Arc::clone(&checkpoint));
+            let shared = Arc::clone(dispatcher.shared());
+            Periodic::spawn(
+                "mqstore-checkpoint",
+                Duration::from_millis(config.checkpoint_interval_ms),
+                move || {
+                    if let Err(e) = write_checkpoint(&log, &queues, &shared, &checkpoint) {
+                        tracing::error!(error = %e, "checkpoint failed");
+                    }
+                },
+            )
+            .at(&dir)?
+        };
 
         Ok(MessageStore {
             config,
@@ -221,7 +255,8 @@ impl<B: Backend> MessageStore<B> {
             queues,
             dispatcher,
             flusher,
-            cq_flusher,
+            checkpointer,
+            checkpoint,
             verify,
             closed: AtomicBool::new(false),
             writeable: AtomicBool::new(true),
@@ -621,10 +656,12 @@ impl<B: Backend> MessageStore<B> {
             .dispatcher
             .shared()
             .wait_for(self.log.max_offset(), CLOSE_DISPATCH_WAIT);
+        self.checkpointer.stop();
         self.dispatcher.stop();
         self.flusher.stop();
-        self.cq_flusher.stop();
-        let flushed = self.flush();
+        let flushed = self
+            .flush()
+            .and_then(|()| write_checkpoint(&self.log, &self.queues, self.dispatcher.shared(), &self.checkpoint));
         if caught_up && flushed.is_ok() && self.writeable.load(Ordering::Acquire) {
             let abort = self.dir.join(ABORT_FILE);
             fs::remove_file(&abort).at(&abort)?;
@@ -657,19 +694,29 @@ impl<B: Backend> Drop for MessageStore<B> {
     }
 }
 
-fn start_cq_flusher<B: Backend>(queues: Arc<QueueTable<B>>, interval: Duration) -> std::io::Result<Periodic> {
-    // RocketMQ's FlushConsumeQueueService: 2 dirty pages per queue every interval, all every 60 s.
-    const THOROUGH: Duration = Duration::from_secs(60);
-    let mut last_thorough = Instant::now();
-    Periodic::spawn("mqstore-cq-flush", interval, move || {
-        let least = if last_thorough.elapsed() >= THOROUGH {
-            last_thorough = Instant::now();
-            0
-        } else {
-            2
-        };
-        if let Err(e) = queues.flush_all(least) {
-            tracing::error!(error = %e, "consume-queue flush failed");
-        }
-    })
+/// Makes the consume queues durable up to what is dispatched now and records, with the log's
+/// durable offset, where the next recovery may start. Reads the dispatch point before flushing,
+/// so the checkpoint never claims more than is on disk.
+fn write_checkpoint<B: Backend>(
+    log: &CommitLog<B>,
+    queues: &QueueTable<B>,
+    dispatch: &DispatchShared,
+    checkpoint: &CheckpointFile,
+) -> Result<()> {
+    let dispatched = dispatch.dispatched();
+    let dispatched_ts = dispatch.dispatched_timestamp();
+    queues.flush_all(0)?;
+    let last = checkpoint.last();
+    let log_flushed = log.flushed_offset();
+    if last.dispatched == dispatched && last.log_flushed == log_flushed && last.seq > 0 {
+        return Ok(());
+    }
+    checkpoint.write(Checkpoint {
+        physic_msg_timestamp: log.flushed_timestamp() as i64,
+        logics_msg_timestamp: dispatched_ts as i64,
+        log_flushed,
+        dispatched,
+        ..Default::default()
+    })?;
+    Ok(())
 }

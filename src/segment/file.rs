@@ -28,7 +28,8 @@ pub struct Segment<S: Storage> {
 }
 
 impl<S: Storage> Segment<S> {
-    /// Wraps storage; `readable` is where readers may read up to (the end of valid data).
+    /// Wraps storage; `readable` is where readers may read up to (the end of valid data). Nothing
+    /// is taken to be durable yet: the first flush syncs from the start.
     pub(crate) fn new(storage: S, start: u64, path: PathBuf, readable: u64) -> Self {
         let readable = readable.min(storage.len() as u64);
         Segment {
@@ -36,7 +37,7 @@ impl<S: Storage> Segment<S> {
             start,
             path,
             readable: AtomicU64::new(readable),
-            flushed: AtomicU64::new(readable),
+            flushed: AtomicU64::new(0),
             claimed: AtomicBool::new(false),
         }
     }
@@ -137,9 +138,21 @@ impl<S: Storage> Segment<S> {
     }
 
     /// Overwrites `pos..end` with zeros and flushes them, then sets the readable end to `pos`.
-    /// Used to make a truncation durable. Needs exclusive access, like `set_readable`.
+    /// Used to make a truncation durable. Pages at the end that are already zero are left alone
+    /// (a preallocated segment is mostly zeros). Needs exclusive access, like `set_readable`.
     pub fn zero_tail(&mut self, pos: u64, end: u64) -> io::Result<()> {
-        let end = end.min(self.size());
+        let mut end = end.min(self.size());
+        while end > pos {
+            let page_start = (end - 1) / PAGE_SIZE * PAGE_SIZE;
+            let from = page_start.max(pos);
+            // SAFETY: `&mut self`: no writer or reader slice of this segment is alive; the range
+            // is within the storage.
+            let page = unsafe { self.storage.read(from as usize, (end - from) as usize) };
+            if page.iter().any(|&b| b != 0) {
+                break;
+            }
+            end = from;
+        }
         if pos < end {
             let zeros = vec![0u8; (end - pos) as usize];
             // SAFETY: `&mut self` proves no reader slice or writer of this segment is alive, and
