@@ -88,8 +88,9 @@ impl<B: Backend> Preallocator<B> {
         }
     }
 
-    /// Stops the thread and removes a prepared, never-used segment file.
-    pub fn stop(&self) {
+    /// Stops the thread; with `discard`, removes a prepared, never-used segment file (a crash
+    /// simulation leaves it, as a real crash would).
+    pub fn stop(&self, discard_unused: bool) {
         {
             let mut state = self.shared.state.lock();
             state.stop = true;
@@ -99,7 +100,9 @@ impl<B: Backend> Preallocator<B> {
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
-        if let Some((_, unused)) = self.shared.state.lock().ready.take() {
+        if let Some((_, unused)) = self.shared.state.lock().ready.take()
+            && discard_unused
+        {
             discard(&self.shared.segments, unused);
         }
     }

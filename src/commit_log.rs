@@ -158,10 +158,19 @@ impl<B: Backend> CommitLog<B> {
 
     /// Stops appends: later ones fail with [`Error::Closed`].
     pub fn close(&self) {
+        self.stop(true);
+    }
+
+    /// Stops appends as a crash would: a segment prepared ahead of need stays on disk.
+    pub fn halt(&self) {
+        self.stop(false);
+    }
+
+    fn stop(&self, discard_prepared: bool) {
         let mut state = self.state.lock();
         self.closed.store(true, Ordering::Release);
         state.writer = None;
-        self.allocator.stop();
+        self.allocator.stop(discard_prepared);
     }
 
     /// Appends `batch` contiguously in one segment. Either all records are appended or none.

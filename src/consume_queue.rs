@@ -289,19 +289,30 @@ impl<B: Backend> ConsumeQueue<B> {
     }
 
     /// Drops units whose record does not end at or below `log_end` (after the commit log was
-    /// cut), so that the queue never points past the log.
+    /// cut), and unreadable units at the tail, so that the queue never points past the log.
     pub fn truncate_to_log(&self, log_end: u64) -> Result<()> {
-        let mut writer = self.writer.lock();
         let max = self.max_offset();
         let min_held = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
         let mut keep = max;
         while keep > min_held {
             match self.unit(keep - 1) {
-                Some(u) if !u.is_blank() && u.end() > log_end => keep -= 1,
-                _ => break,
+                Some(u) if u.is_blank() || u.end() <= log_end => break,
+                _ => keep -= 1,
             }
         }
-        if keep == max {
+        self.truncate_units(keep)
+    }
+
+    /// Drops every unit at queue offset `offset` and above (they are about to be rebuilt from
+    /// the log).
+    pub fn truncate_from(&self, offset: u64) -> Result<()> {
+        let min_held = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
+        self.truncate_units(offset.max(min_held))
+    }
+
+    fn truncate_units(&self, keep: u64) -> Result<()> {
+        let mut writer = self.writer.lock();
+        if keep >= self.max_offset() {
             return Ok(());
         }
         *writer = None;

@@ -38,13 +38,19 @@ pub struct Dispatched {
 /// Dispatches every record in `from..limit` of `log` into `queues`. A damaged record is logged
 /// and skipped to the next valid one. Stops early only at the end of what is readable, or where
 /// damage reaches the end of the active segment.
+///
+/// With `rebuild`, the first record met of each queue drops that queue's units from its queue
+/// offset on before writing: after a crash, units past the checkpoint may be torn or garbage,
+/// and the log is the truth for every record from `from`.
 pub fn dispatch_range<B: Backend>(
     log: &CommitLog<B>,
     queues: &QueueTable<B>,
     from: u64,
     limit: u64,
     warm_up: bool,
+    rebuild: bool,
 ) -> Result<Dispatched> {
+    let mut rebuilt: std::collections::HashSet<(String, u32)> = std::collections::HashSet::new();
     let mut offset = from;
     let mut last_timestamp = 0u64;
     let mut cached: Option<Arc<ConsumeQueue<B>>> = None;
@@ -103,6 +109,9 @@ pub fn dispatch_range<B: Backend>(
                                     continue;
                                 }
                                 let q = queues.get_or_create(view.topic, view.queue_id)?;
+                                if rebuild && rebuilt.insert((view.topic.to_string(), view.queue_id)) {
+                                    q.truncate_from(view.queue_offset)?;
+                                }
                                 cached = Some(Arc::clone(&q));
                                 q
                             }
@@ -245,7 +254,7 @@ fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, queues: &QueueTa
         let from = shared.dispatched();
         let limit = log.max_offset();
         if from < limit && stalled_at != Some((from, limit)) {
-            match dispatch_range(log, queues, from, limit, warm_up) {
+            match dispatch_range(log, queues, from, limit, warm_up, false) {
                 Ok(step) => {
                     let reached = step.offset;
                     if reached < limit {

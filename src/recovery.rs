@@ -211,6 +211,6 @@ pub fn recover<B: Backend>(
         q.correct_min_offset(log.min_offset());
     }
     report.dispatched_from = report.scanned_from.min(end);
-    dispatch_range(log, queues, report.dispatched_from, end, warm_up)?;
+    dispatch_range(log, queues, report.dispatched_from, end, warm_up, !clean)?;
     Ok(report)
 }

@@ -675,6 +675,23 @@ impl<B: Backend> MessageStore<B> {
         flushed
     }
 
+    /// Stops the store the way a crash would, for crash tests: appends stop and background
+    /// threads end, but nothing is flushed, no checkpoint is written, the abort marker stays and
+    /// the lock is released. Reopening then runs crash recovery. With the simulated backend
+    /// ([`segment::sim`](crate::segment::sim)), follow it with a power loss.
+    pub fn halt(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.log.halt();
+        self.checkpointer.stop();
+        self.dispatcher.stop();
+        self.flusher.stop();
+        if let Some(lock) = self.lock.lock().take() {
+            let _ = lock.unlock();
+        }
+    }
+
     /// Whether `close` was called.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)

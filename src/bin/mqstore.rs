@@ -1,2 +1,127 @@
-//! The mqstore command-line program (being written).
-fn main() {}
+//! `mqstore`: the command-line program of the store.
+//!
+//! ```text
+//! mqstore bench [--dir DIR] [--flush sync|async|buffered|all] [--producers N] [--messages N] [--size BYTES]
+//!               [--queues Q] [--segment-size BYTES] [--json]
+//! mqstore stat DIR
+//! mqstore dump DIR (--topic T --queue Q [--offset O] [--count N] | --commit-log-offset X)
+//! ```
+//!
+//! - `bench` measures append throughput and latency and sequential read throughput for each flush
+//!   policy, side by side, on the disk that holds the benchmark directory.
+//! - `stat` and `dump` look inside a store directory (written by mqstore or by Apache RocketMQ)
+//!   without modifying it: they read the files directly and never open the store.
+//!
+//! Exit codes: 0 success; 1 the command ran and found a failure (a put that failed, a record
+//! that does not decode or verify, a file that cannot be read); 2 usage error (bad flags, a
+//! directory that is missing or unreadable).
+
+#[path = "mqstore/bench.rs"]
+mod bench;
+#[path = "mqstore/dump.rs"]
+mod dump;
+#[path = "mqstore/files.rs"]
+mod files;
+#[path = "mqstore/stat.rs"]
+mod stat;
+
+use std::fmt;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The persistence core of a message broker: benchmark and inspect stores.
+#[derive(Debug, Parser)]
+#[command(name = "mqstore", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure append and read throughput and put latency for each flush policy.
+    Bench(bench::BenchArgs),
+    /// Summarize a store directory: segments, queues, offsets, checkpoint, shutdown state.
+    Stat(stat::StatArgs),
+    /// Print records: a queue's messages, or the record at a commit-log offset.
+    Dump(dump::DumpArgs),
+}
+
+/// Why a command failed, and with which exit code.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// A usage error (exit code 2): bad arguments, a missing or unreadable directory.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    /// A failure of the command itself (exit code 1).
+    pub fn failed(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    /// An error writing the output: a closed pipe (`mqstore dump ... | head`) ends the command
+    /// quietly with success; anything else is a failure.
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure {
+                code: 0,
+                message: String::new(),
+            }
+        } else {
+            Failure::failed(format!("cannot write the output: {e}"))
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What a command that ran to its end reports: success, or that it found a failure (exit 1)
+/// which it has already described.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything went well.
+    Success,
+    /// The command completed but found failures (already reported on stderr or stdout).
+    FoundFailures,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(args) => bench::run(args),
+        Command::Stat(args) => stat::run(args),
+        Command::Dump(args) => dump::run(args),
+    };
+    // Output may go to a closed pipe (`| head`): do not panic over it.
+    let _ = std::io::stdout().flush();
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::FoundFailures) => ExitCode::from(1),
+        Err(failure) => {
+            if !failure.message.is_empty() {
+                eprintln!("mqstore: {failure}");
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -13,6 +13,7 @@
 mod file;
 mod mmap;
 mod queue;
+pub mod sim;
 
 use std::io;
 use std::path::Path;

@@ -192,7 +192,10 @@ impl<B: Backend> SegmentQueue<B> {
         match last {
             Some(last) if last.end() != start => Err(Error::layout(
                 dir,
-                format!("new segment at {start} does not follow the last one ending at {}", last.end()),
+                format!(
+                    "new segment at {start} does not follow the last one ending at {}",
+                    last.end()
+                ),
             )),
             None if !start.is_multiple_of(size) => Err(Error::layout(
                 dir,

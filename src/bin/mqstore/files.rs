@@ -444,21 +444,15 @@ pub fn format_millis(ms: i64) -> String {
 /// A short, one-line preview of a body: text (control characters escaped) when it is UTF-8,
 /// else hex; at most `max` characters of text or `max / 2` bytes of hex, with `…` when cut.
 pub fn body_preview(body: &[u8], max: usize) -> String {
-    match std::str::from_utf8(body) {
-        Ok(text) => {
-            let mut out = String::new();
-            let mut chars = 0;
-            for c in text.chars() {
-                if chars >= max {
-                    out.push('…');
-                    break;
-                }
-                out.extend(c.escape_debug());
-                chars += 1;
+    match body_text(body) {
+        Some(text) => {
+            let mut out: String = text.chars().take(max).flat_map(char::escape_debug).collect();
+            if text.chars().nth(max).is_some() {
+                out.push('…');
             }
             format!("\"{out}\"")
         }
-        Err(_) => {
+        None => {
             let n = body.len().min(max / 2);
             let mut out = format!("0x{}", hex(&body[..n]));
             if n < body.len() {
@@ -467,6 +461,13 @@ pub fn body_preview(body: &[u8], max: usize) -> String {
             out
         }
     }
+}
+
+/// The body as text: when it is UTF-8 without control characters other than tab, CR and LF.
+pub fn body_text(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    let binary = text.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'));
+    (!binary).then_some(text)
 }
 
 /// Lower-case hex of `bytes`.
@@ -481,7 +482,13 @@ pub fn hex_dump(bytes: &[u8], indent: &str) -> String {
         let hexes: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
         let ascii: String = chunk
             .iter()
-            .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' })
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
             .collect();
         out.push_str(&format!("{indent}{:08x}  {:<47}  {ascii}\n", i * 16, hexes.join(" ")));
     }
@@ -506,5 +513,6 @@ mod tests {
         assert_eq!(body_preview(b"hello world", 5), "\"hello…\"");
         assert_eq!(body_preview(b"a\nb", 10), "\"a\\nb\"");
         assert_eq!(body_preview(&[0xff, 0x00, 0x01], 4), "0xff00…");
+        assert_eq!(body_preview(&[0x00, 0x01], 8), "0x0001");
     }
 }

@@ -1,0 +1,837 @@
+//! `mqstore bench`: append throughput and latency, then sequential read throughput, for each
+//! flush policy side by side.
+//!
+//! Per mode: open a fresh store, start N producer threads together, each putting its share of
+//! the messages round-robin over the queues and timing every put; wait until the dispatcher has
+//! built the consume queues; read every queue from offset 0 through `get` and check what comes
+//! back (count, bytes, and each body's sequence number against its queue); close the store.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use mqstore::config::DEFAULT_MAX_QUEUES_PER_TOPIC;
+use mqstore::{FlushPolicy, GetStatus, Message, MessageStore, PutStatus, StoreConfig};
+
+use crate::{Failure, Outcome};
+
+/// Topic the benchmark writes.
+const TOPIC: &str = "bench";
+/// Topic of the one message put before timing starts (see `run_mode`).
+const PRIME_TOPIC: &str = "bench-prime";
+/// Messages per `get`.
+const GET_BATCH: u32 = 32;
+/// Puts between two progress-bar updates (a shared counter touched per put would perturb it).
+const PROGRESS_STEP: u64 = 256;
+/// How long the dispatcher may take to catch up after the put phase.
+const DISPATCH_WAIT: Duration = Duration::from_secs(120);
+/// Bytes a record adds to its body for topic "bench", no tags or keys, and the CRC property
+/// (fixed fields 91 + topic 5 + the 20-byte CRC property), rounded up with room to spare.
+const RECORD_OVERHEAD: u64 = 128;
+/// Digits of the sequence number at the start of every body (when the body is long enough).
+const SEQ_DIGITS: usize = 20;
+/// Largest body accepted: the store's default `max_message_size`.
+const MAX_SIZE: u32 = 4 << 20;
+
+/// Arguments of `mqstore bench`.
+///
+/// Defaults depend on the mode: `sync` waits for an fdatasync per group commit, so it gets more
+/// producers (to fill the groups) and fewer messages (to finish in seconds); the modes that do
+/// not wait get 4 producers and 4,000,000 messages (about 4.5 GiB of log). Explicit flags apply to every mode.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Directory for the stores: one fresh subdirectory per mode (`DIR/sync`, `DIR/async`), which
+    /// must not exist or be empty, and which is kept afterwards. Default: a temporary directory
+    /// per mode, removed afterwards.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Flush policy to measure; `all` runs every policy available.
+    #[arg(long, value_enum, default_value_t = FlushArg::All)]
+    pub flush: FlushArg,
+    /// Producer threads [default: 64 for sync, 4 otherwise].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub producers: Option<u32>,
+    /// Messages per mode, split evenly over the producers [default: 400000 for sync, 4000000 otherwise].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: Option<u64>,
+    /// Body size in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SIZE)))]
+    pub size: u32,
+    /// Queues of topic "bench", written round-robin.
+    #[arg(long, value_name = "Q", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(DEFAULT_MAX_QUEUES_PER_TOPIC)))]
+    pub queues: u32,
+    /// Commit-log segment size in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(4096..=1 << 40))]
+    pub segment_size: u64,
+    /// Do not touch each new commit-log segment's pages before use (warm-up is on by default).
+    #[arg(long)]
+    pub no_warm_up: bool,
+    /// Print one JSON object per mode per line on stdout, and nothing else.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The `--flush` choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlushArg {
+    /// Group commit: a put returns once its bytes are durable.
+    Sync,
+    /// Background flush: a put returns once its bytes are in the page cache.
+    Async,
+    /// Writes through a pool of pre-allocated buffers, committed and flushed in the background.
+    Buffered,
+    /// Every mode available.
+    All,
+}
+
+/// A flush mode the benchmark knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Sync,
+    Async,
+    Buffered,
+}
+
+/// Every mode, in the order `all` runs them.
+const MODES: [Mode; 3] = [Mode::Sync, Mode::Async, Mode::Buffered];
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Sync => "sync",
+            Mode::Async => "async",
+            Mode::Buffered => "buffered",
+        }
+    }
+
+    /// The policy, or `None` while the library lacks it.
+    fn policy(self) -> Option<FlushPolicy> {
+        match self {
+            Mode::Sync => Some(FlushPolicy::sync()),
+            Mode::Async => Some(FlushPolicy::asynchronous()),
+            // Not in the library yet; when it is: `Mode::Buffered => Some(FlushPolicy::buffered()),`
+            Mode::Buffered => None,
+        }
+    }
+
+    fn default_producers(self) -> u32 {
+        match self {
+            // Enough waiters for each fdatasync to cover a large group.
+            Mode::Sync => 64,
+            Mode::Async | Mode::Buffered => 4,
+        }
+    }
+
+    fn default_messages(self) -> u64 {
+        match self {
+            // Bounded by fdatasync latency (0.1–4 ms on the project's machines): seconds, not minutes.
+            Mode::Sync => 400_000,
+            Mode::Async | Mode::Buffered => 4_000_000,
+        }
+    }
+}
+
+/// Everything one mode's run needs.
+#[derive(Clone, Debug)]
+struct Plan {
+    mode: Mode,
+    policy: FlushPolicy,
+    producers: u32,
+    messages: u64,
+    size: u32,
+    queues: u32,
+    segment_size: u64,
+    warm_up: bool,
+    /// `None`: a temporary directory.
+    dir: Option<PathBuf>,
+}
+
+/// What one mode measured.
+#[derive(Debug)]
+struct Report {
+    plan: Plan,
+    append_elapsed: Duration,
+    /// Put latencies in nanoseconds.
+    latency: Histogram<u64>,
+    put_errors: u64,
+    put_not_ok: u64,
+    first_error: Option<String>,
+    dispatch_elapsed: Duration,
+    read_elapsed: Duration,
+    readers: usize,
+    read_messages: u64,
+    read_problems: Vec<String>,
+    close_elapsed: Duration,
+}
+
+impl Report {
+    fn appended(&self) -> u64 {
+        self.plan.messages - self.put_errors
+    }
+
+    fn append_msgs_per_s(&self) -> f64 {
+        per_second(self.appended() as f64, self.append_elapsed)
+    }
+
+    fn append_mib_per_s(&self) -> f64 {
+        per_second(
+            self.appended() as f64 * f64::from(self.plan.size) / MIB,
+            self.append_elapsed,
+        )
+    }
+
+    fn read_msgs_per_s(&self) -> f64 {
+        per_second(self.read_messages as f64, self.read_elapsed)
+    }
+
+    fn read_mib_per_s(&self) -> f64 {
+        per_second(
+            self.read_messages as f64 * f64::from(self.plan.size) / MIB,
+            self.read_elapsed,
+        )
+    }
+
+    /// A latency quantile in microseconds.
+    fn quantile_us(&self, q: f64) -> f64 {
+        if self.latency.is_empty() {
+            return 0.0;
+        }
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    fn max_us(&self) -> f64 {
+        self.latency.max() as f64 / 1000.0
+    }
+
+    fn failed(&self) -> bool {
+        self.put_errors > 0 || self.put_not_ok > 0 || !self.read_problems.is_empty()
+    }
+
+    fn json(&self) -> String {
+        let p = &self.plan;
+        let mut s = String::from("{");
+        let _ = write!(
+            s,
+            "\"flush\":\"{}\",\"producers\":{},\"messages\":{},\"size\":{},\"queues\":{},\"segment_size\":{},\"warm_up\":{},",
+            p.mode.name(),
+            p.producers,
+            p.messages,
+            p.size,
+            p.queues,
+            p.segment_size,
+            p.warm_up
+        );
+        let nums = [
+            ("append_msgs_per_s", self.append_msgs_per_s()),
+            ("append_mib_per_s", self.append_mib_per_s()),
+            ("p50_us", self.quantile_us(0.50)),
+            ("p99_us", self.quantile_us(0.99)),
+            ("p999_us", self.quantile_us(0.999)),
+            ("max_us", self.max_us()),
+            ("elapsed_s", self.append_elapsed.as_secs_f64()),
+            ("dispatch_wait_s", self.dispatch_elapsed.as_secs_f64()),
+            ("read_msgs_per_s", self.read_msgs_per_s()),
+            ("read_mib_per_s", self.read_mib_per_s()),
+            ("read_elapsed_s", self.read_elapsed.as_secs_f64()),
+            ("close_s", self.close_elapsed.as_secs_f64()),
+        ];
+        for (name, value) in nums {
+            let _ = write!(s, "\"{name}\":{},", json_number(value));
+        }
+        let _ = write!(
+            s,
+            "\"readers\":{},\"read_messages\":{},\"put_errors\":{},\"put_not_ok\":{},\"read_errors\":{}}}",
+            self.readers,
+            self.read_messages,
+            self.put_errors,
+            self.put_not_ok,
+            self.read_problems.len()
+        );
+        s
+    }
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+fn per_second(amount: f64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 { amount / secs } else { 0.0 }
+}
+
+/// A finite number with at most 3 decimals (JSON has no NaN or infinity).
+fn json_number(v: f64) -> String {
+    if !v.is_finite() {
+        return "0".to_string();
+    }
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Runs `bench`.
+pub fn run(args: BenchArgs) -> Result<Outcome, Failure> {
+    let plans = plan(&args)?;
+    let progress = std::io::stderr().is_terminal();
+    if !args.json {
+        let dir = args
+            .dir
+            .as_ref()
+            .map_or("a temporary directory per mode (removed afterwards)".to_string(), |d| {
+                d.display().to_string()
+            });
+        println!(
+            "mqstore bench: {} queue(s) of topic \"{TOPIC}\", commit-log segments of {} bytes, warm-up {}, in {dir}",
+            args.queues,
+            args.segment_size,
+            if args.no_warm_up { "off" } else { "on" }
+        );
+    }
+    let mut reports = Vec::new();
+    for plan in plans {
+        let report = run_mode(plan, progress)?;
+        if args.json {
+            println!("{}", report.json());
+        }
+        let mode = report.plan.mode.name();
+        if report.put_errors > 0 || report.put_not_ok > 0 {
+            eprintln!(
+                "mqstore: {mode}: {} put(s) failed and {} returned a status other than Ok (first: {})",
+                report.put_errors,
+                report.put_not_ok,
+                report.first_error.as_deref().unwrap_or("-")
+            );
+        }
+        for problem in &report.read_problems {
+            eprintln!("mqstore: {mode}: read check: {problem}");
+        }
+        reports.push(report);
+    }
+    if !args.json {
+        print_table(&reports);
+    }
+    let _ = std::io::stdout().flush();
+    Ok(if reports.iter().any(Report::failed) {
+        Outcome::FoundFailures
+    } else {
+        Outcome::Success
+    })
+}
+
+/// Checks the arguments and resolves the per-mode defaults.
+fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
+    let modes: Vec<Mode> = match args.flush {
+        FlushArg::Sync => vec![Mode::Sync],
+        FlushArg::Async => vec![Mode::Async],
+        FlushArg::Buffered => vec![Mode::Buffered],
+        FlushArg::All => MODES.iter().copied().filter(|m| m.policy().is_some()).collect(),
+    };
+    let record_len = u64::from(args.size) + RECORD_OVERHEAD;
+    if record_len + 8 > args.segment_size {
+        return Err(Failure::usage(format!(
+            "--size {} does not fit a commit-log segment of {} bytes (a record needs about {record_len} bytes)",
+            args.size, args.segment_size
+        )));
+    }
+    let mut plans = Vec::new();
+    for mode in modes {
+        let policy = mode.policy().ok_or_else(|| {
+            Failure::usage(format!(
+                "--flush {}: the {} policy is not available yet in this build (try sync, async or all)",
+                mode.name(),
+                mode.name()
+            ))
+        })?;
+        let dir = match &args.dir {
+            None => None,
+            Some(root) => {
+                let dir = root.join(mode.name());
+                check_fresh(&dir)?;
+                Some(dir)
+            }
+        };
+        plans.push(Plan {
+            mode,
+            policy,
+            producers: args.producers.unwrap_or(mode.default_producers()),
+            messages: args.messages.unwrap_or(mode.default_messages()),
+            size: args.size,
+            queues: args.queues,
+            segment_size: args.segment_size,
+            warm_up: !args.no_warm_up,
+            dir,
+        });
+    }
+    Ok(plans)
+}
+
+/// Refuses a directory that exists and is not empty.
+fn check_fresh(dir: &Path) -> Result<(), Failure> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Failure::usage(format!(
+                    "{} is not empty: bench writes a fresh store per mode; remove it or choose another --dir",
+                    dir.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            Err(Failure::usage(format!("{} is not a directory", dir.display())))
+        }
+        Err(e) => Err(Failure::usage(format!("cannot use {}: {e}", dir.display()))),
+    }
+}
+
+fn progress_bar(show: bool, mode: Mode, len: u64) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let style =
+        ProgressStyle::with_template("{prefix:>8} {msg:<9} [{bar:32}] {human_pos}/{human_len} {elapsed} (eta {eta})")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::new(len)
+        .with_style(style)
+        .with_prefix(mode.name())
+        .with_message("append")
+}
+
+/// Producer `i`'s share of `messages`: `(first sequence number, count)`.
+fn share(messages: u64, producers: u32, i: u32) -> (u64, u64) {
+    let (n, i) = (u64::from(producers), u64::from(i));
+    let base = messages / n;
+    let extra = messages % n;
+    let first = i * base + i.min(extra);
+    (first, base + u64::from(i < extra))
+}
+
+/// The body template: `size` bytes of lower-case letters.
+fn body_template(size: u32) -> Vec<u8> {
+    (0..size as usize).map(|j| b'a' + (j % 26) as u8).collect()
+}
+
+/// Writes `seq` as zero-padded decimal over the body's first digits (all of them for a body of
+/// at least [`SEQ_DIGITS`] bytes, the last `size` digits for a shorter one).
+fn stamp(body: &mut [u8], seq: u64) {
+    let n = body.len().min(SEQ_DIGITS);
+    let mut v = seq;
+    for b in body[..n].iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// Reads back a body's sequence number, if the body is long enough to hold all of it.
+fn unstamp(body: &[u8]) -> Option<u64> {
+    let digits = body.get(..SEQ_DIGITS)?;
+    digits.iter().try_fold(0u64, |acc, &b| {
+        b.is_ascii_digit()
+            .then(|| acc.wrapping_mul(10).wrapping_add(u64::from(b - b'0')))
+    })
+}
+
+/// What one producer thread measured.
+struct ProducerResult {
+    latency: Histogram<u64>,
+    errors: u64,
+    not_ok: u64,
+    first_error: Option<String>,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 ns .. 100 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
+}
+
+fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
+    let name = plan.mode.name();
+    let _temp;
+    let dir = match &plan.dir {
+        Some(d) => d.clone(),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix(&format!("mqstore-bench-{name}-"))
+                .tempdir()
+                .map_err(|e| Failure::failed(format!("cannot create a temporary directory: {e}")))?;
+            let path = t.path().to_path_buf();
+            _temp = t;
+            path
+        }
+    };
+    let config = StoreConfig::new(&dir)
+        .flush_policy(plan.policy.clone())
+        .commit_log_segment_size(plan.segment_size)
+        .warm_up_segments(plan.warm_up);
+    let store = MessageStore::open(config)
+        .map_err(|e| Failure::failed(format!("{name}: cannot open a store in {}: {e}", dir.display())))?;
+
+    // A running broker has an active segment: create (and warm up) the first one before timing,
+    // with one message to a topic of its own, so that the figures measure appends, not the
+    // store's start-up. Segments the run rolls over to are created, and timed, in the run.
+    match store.put(Message::new(PRIME_TOPIC, 0, body_template(plan.size))) {
+        Ok(r) if r.status == PutStatus::Ok => {}
+        Ok(r) => {
+            return Err(Failure::failed(format!(
+                "{name}: the first put returned {:?}",
+                r.status
+            )));
+        }
+        Err(e) => return Err(Failure::failed(format!("{name}: the first put failed: {e}"))),
+    }
+
+    let bar = progress_bar(show_progress, plan.mode, plan.messages);
+
+    // Append phase.
+    let template = body_template(plan.size);
+    let barrier = Barrier::new(plan.producers as usize + 1);
+    let (append_elapsed, results) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..plan.producers)
+            .map(|i| {
+                let (store, barrier, template, bar, plan) = (&store, &barrier, &template, &bar, &plan);
+                s.spawn(move || produce(store, plan, i, template, barrier, bar))
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let results: Vec<ProducerResult> = handles
+            .into_iter()
+            .map(|h| h.join().expect("a producer thread panicked"))
+            .collect();
+        (start.elapsed(), results)
+    });
+    let mut latency = new_histogram();
+    let (mut put_errors, mut put_not_ok, mut first_error) = (0, 0, None);
+    for r in results {
+        latency.add(&r.latency).expect("histograms with the same bounds add");
+        put_errors += r.errors;
+        put_not_ok += r.not_ok;
+        first_error = first_error.or(r.first_error);
+    }
+
+    // Dispatch.
+    bar.set_message("dispatch");
+    let dispatch_start = Instant::now();
+    let mut read_problems = Vec::new();
+    if !store.wait_dispatched(DISPATCH_WAIT) {
+        read_problems.push(format!(
+            "the dispatcher did not catch up within {} s (dispatched to {} of {})",
+            DISPATCH_WAIT.as_secs(),
+            store.dispatched_offset(),
+            store.max_commit_log_offset()
+        ));
+    }
+    let dispatch_elapsed = dispatch_start.elapsed();
+
+    // Read phase.
+    bar.set_message("read");
+    bar.set_position(0);
+    bar.set_length(plan.messages - put_errors);
+    bar.reset_elapsed();
+    let readers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(plan.queues as usize);
+    let read_start = Instant::now();
+    let tallies: Vec<ReadTally> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..readers)
+            .map(|r| {
+                let (store, bar, plan) = (&store, &bar, &plan);
+                s.spawn(move || read_queues(store, plan, r, readers, bar))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a reader thread panicked"))
+            .collect()
+    });
+    let read_elapsed = read_start.elapsed();
+    let mut total = ReadTally::default();
+    for t in tallies {
+        total.messages += t.messages;
+        total.body_bytes += t.body_bytes;
+        total.seq_sum = total.seq_sum.wrapping_add(t.seq_sum);
+        total.problems.extend(t.problems);
+    }
+    read_problems.extend(total.problems);
+    let appended = plan.messages - put_errors;
+    if total.messages != appended {
+        read_problems.push(format!("read {} message(s), {appended} were appended", total.messages));
+    }
+    let expected_bytes = appended * u64::from(plan.size);
+    if total.body_bytes != expected_bytes {
+        read_problems.push(format!(
+            "read {} body bytes, expected {expected_bytes}",
+            total.body_bytes
+        ));
+    }
+    if put_errors == 0 && plan.size as usize >= SEQ_DIGITS {
+        // Every sequence number 0..messages exactly once (checked by their sum).
+        let n = plan.messages;
+        let expected = if n.is_multiple_of(2) {
+            (n / 2).wrapping_mul(n.wrapping_sub(1))
+        } else {
+            n.wrapping_mul((n - 1) / 2)
+        };
+        if total.seq_sum != expected {
+            read_problems.push("the bodies read back do not carry the sequence numbers written".to_string());
+        }
+    }
+
+    bar.set_message("close");
+    let close_start = Instant::now();
+    let closed = store.close();
+    let close_elapsed = close_start.elapsed();
+    bar.finish_and_clear();
+    if let Err(e) = closed {
+        read_problems.push(format!("closing the store failed: {e}"));
+    }
+    drop(store);
+
+    Ok(Report {
+        plan,
+        append_elapsed,
+        latency,
+        put_errors,
+        put_not_ok,
+        first_error,
+        dispatch_elapsed,
+        read_elapsed,
+        readers,
+        read_messages: total.messages,
+        read_problems,
+        close_elapsed,
+    })
+}
+
+/// One producer thread: puts its share, timing each put.
+fn produce(
+    store: &MessageStore,
+    plan: &Plan,
+    i: u32,
+    template: &[u8],
+    barrier: &Barrier,
+    bar: &ProgressBar,
+) -> ProducerResult {
+    let (first, count) = share(plan.messages, plan.producers, i);
+    let mut result = ProducerResult {
+        latency: new_histogram(),
+        errors: 0,
+        not_ok: 0,
+        first_error: None,
+    };
+    let queues = u64::from(plan.queues);
+    barrier.wait();
+    let mut unreported = 0;
+    for seq in first..first + count {
+        let mut body = template.to_vec();
+        stamp(&mut body, seq);
+        let msg = Message::new(TOPIC, (seq % queues) as u32, body);
+        let start = Instant::now();
+        let put = store.put(msg);
+        let nanos = start.elapsed().as_nanos();
+        result
+            .latency
+            .saturating_record(u64::try_from(nanos).unwrap_or(u64::MAX));
+        match put {
+            Ok(r) if r.status == PutStatus::Ok => {}
+            Ok(r) => {
+                result.not_ok += 1;
+                result
+                    .first_error
+                    .get_or_insert_with(|| format!("put returned {:?}", r.status));
+            }
+            Err(e) => {
+                result.errors += 1;
+                result.first_error.get_or_insert_with(|| format!("put failed: {e}"));
+            }
+        }
+        unreported += 1;
+        if unreported == PROGRESS_STEP {
+            bar.inc(unreported);
+            unreported = 0;
+        }
+    }
+    bar.inc(unreported);
+    result
+}
+
+/// What one reader thread read.
+#[derive(Debug, Default)]
+struct ReadTally {
+    messages: u64,
+    body_bytes: u64,
+    seq_sum: u64,
+    problems: Vec<String>,
+}
+
+/// One reader thread: reads queues `r, r + readers, ...` from offset 0 to their end.
+fn read_queues(store: &MessageStore, plan: &Plan, r: usize, readers: usize, bar: &ProgressBar) -> ReadTally {
+    let mut tally = ReadTally::default();
+    let queues = u64::from(plan.queues);
+    for q in (r..plan.queues as usize).step_by(readers) {
+        let q = q as u32;
+        let mut offset = 0u64;
+        loop {
+            let g = match store.get(TOPIC, q, offset, GET_BATCH) {
+                Ok(g) => g,
+                Err(e) => {
+                    tally.problems.push(format!("get {TOPIC}/{q} at {offset} failed: {e}"));
+                    break;
+                }
+            };
+            match g.status {
+                GetStatus::Found => {}
+                GetStatus::OffsetOverflowOne | GetStatus::NoMessageInQueue if offset == g.max_offset => break,
+                status => {
+                    tally.problems.push(format!(
+                        "get {TOPIC}/{q} at {offset} returned {status:?} (queue holds {}..{})",
+                        g.min_offset, g.max_offset
+                    ));
+                    break;
+                }
+            }
+            for m in &g.messages {
+                let body = m.body();
+                tally.messages += 1;
+                tally.body_bytes += body.len() as u64;
+                if let Some(seq) = unstamp(body) {
+                    tally.seq_sum = tally.seq_sum.wrapping_add(seq);
+                    if seq % queues != u64::from(q) {
+                        tally.problems.push(format!(
+                            "{TOPIC}/{q} offset {}: message #{seq} belongs to another queue",
+                            m.queue_offset()
+                        ));
+                    }
+                }
+            }
+            bar.inc(g.messages.len() as u64);
+            if g.next_offset <= offset {
+                tally
+                    .problems
+                    .push(format!("get {TOPIC}/{q} at {offset} did not advance"));
+                break;
+            }
+            offset = g.next_offset;
+        }
+    }
+    tally
+}
+
+/// Formats a rate with thousands separators.
+fn grouped(v: f64) -> String {
+    let n = v.round() as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn us(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else if v < 1000.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn print_table(reports: &[Report]) {
+    let mut rows = vec![
+        [
+            "mode",
+            "producers",
+            "messages",
+            "size",
+            "append msg/s",
+            "MiB/s",
+            "p50 µs",
+            "p99 µs",
+            "p999 µs",
+            "max µs",
+            "read msg/s",
+            "errors",
+        ]
+        .map(String::from),
+    ];
+    for r in reports {
+        let p = &r.plan;
+        rows.push([
+            p.mode.name().to_string(),
+            p.producers.to_string(),
+            p.messages.to_string(),
+            p.size.to_string(),
+            grouped(r.append_msgs_per_s()),
+            format!("{:.1}", r.append_mib_per_s()),
+            us(r.quantile_us(0.50)),
+            us(r.quantile_us(0.99)),
+            us(r.quantile_us(0.999)),
+            us(r.max_us()),
+            grouped(r.read_msgs_per_s()),
+            (r.put_errors + r.put_not_ok + r.read_problems.len() as u64).to_string(),
+        ]);
+    }
+    let mut out = std::io::stdout().lock();
+    let right = [false, true, true, true, true, true, true, true, true, true, true, true];
+    let _ = crate::stat::write_table(&mut out, &rows, "", &right);
+    let _ = writeln!(
+        out,
+        "(MiB/s counts message bodies; latency is per put, as the producer sees it; read: {} thread(s) paging each queue with get(.., {GET_BATCH}))",
+        reports.first().map_or(1, |r| r.readers)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_message_once() {
+        for (messages, producers) in [(10, 3), (2000, 2), (5, 8), (1, 1)] {
+            let mut next = 0;
+            for i in 0..producers {
+                let (first, count) = share(messages, producers, i);
+                assert_eq!(first, next);
+                next += count;
+            }
+            assert_eq!(next, messages);
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_round_trip() {
+        let mut body = body_template(64);
+        stamp(&mut body, 1234567);
+        assert_eq!(unstamp(&body), Some(1234567));
+        assert_eq!(&body[..20], b"00000000000001234567");
+        let mut short = body_template(4);
+        stamp(&mut short, 1234567);
+        assert_eq!(&short, b"4567");
+        assert_eq!(unstamp(&short), None);
+    }
+
+    #[test]
+    fn json_numbers_are_plain() {
+        assert_eq!(json_number(1.0), "1");
+        assert_eq!(json_number(0.0), "0");
+        assert_eq!(json_number(12.3456), "12.346");
+        assert_eq!(json_number(f64::NAN), "0");
+        assert_eq!(json_number(f64::INFINITY), "0");
+    }
+}
