@@ -200,6 +200,10 @@ impl CheckpointFile {
         cp.master_flushed_offset = last.master_flushed_offset;
         cp.confirm_phy_offset = last.confirm_phy_offset;
         cp.encode_into(page);
+        fail::fail_point!("checkpoint-write", |_| Err(crate::error::Error::io(
+            &self.path,
+            std::io::Error::from_raw_os_error(5)
+        )));
         file.seek(SeekFrom::Start(0)).at(&self.path)?;
         file.write_all(&page[..]).at(&self.path)?;
         file.sync_data().at(&self.path)?;

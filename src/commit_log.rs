@@ -79,6 +79,9 @@ pub struct CommitLog<B: Backend> {
     /// A store timestamp at or below which every record is durable.
     flushed_timestamp: AtomicU64,
     closed: AtomicBool,
+    /// A flush failed: after a failed fsync the kernel may have dropped the dirty pages, so
+    /// nothing written since can be trusted to reach the disk.
+    flush_failed: AtomicBool,
     warm_up: bool,
 }
 
@@ -109,6 +112,7 @@ impl<B: Backend> CommitLog<B> {
             last_timestamp: AtomicU64::new(0),
             flushed_timestamp: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            flush_failed: AtomicBool::new(false),
             warm_up,
         })
     }
@@ -268,6 +272,11 @@ impl<B: Backend> CommitLog<B> {
         self.written.store(w.position(), Ordering::Release);
     }
 
+    /// Whether a flush has failed (the store must stop accepting writes).
+    pub fn flush_failed(&self) -> bool {
+        self.flush_failed.load(Ordering::Acquire)
+    }
+
     /// A store timestamp at or below which every record is durable (for the checkpoint).
     pub fn flushed_timestamp(&self) -> u64 {
         self.flushed_timestamp.load(Ordering::Acquire)
@@ -365,7 +374,9 @@ impl<B: Backend> FlushTarget for CommitLog<B> {
         let mut at = self.flushed.load(Ordering::Acquire);
         let mut durable = at;
         while let Some(segment) = self.segments.find(at) {
-            let f = segment.flush(least_pages)?;
+            let f = segment.flush(least_pages).inspect_err(|_| {
+                self.flush_failed.store(true, Ordering::Release);
+            })?;
             durable = segment.start() + f;
             if f < segment.size() {
                 break;

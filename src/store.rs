@@ -278,7 +278,7 @@ impl<B: Backend> MessageStore<B> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        if !self.writeable.load(Ordering::Acquire) {
+        if !self.writeable.load(Ordering::Acquire) || self.log.flush_failed() {
             return Err(Error::NotWriteable("a commit-log flush failed"));
         }
         Ok(())
@@ -662,7 +662,7 @@ impl<B: Backend> MessageStore<B> {
         let flushed = self
             .flush()
             .and_then(|()| write_checkpoint(&self.log, &self.queues, self.dispatcher.shared(), &self.checkpoint));
-        if caught_up && flushed.is_ok() && self.writeable.load(Ordering::Acquire) {
+        if caught_up && flushed.is_ok() && self.writeable.load(Ordering::Acquire) && !self.log.flush_failed() {
             let abort = self.dir.join(ABORT_FILE);
             fs::remove_file(&abort).at(&abort)?;
             sync_dir(&self.dir)?;

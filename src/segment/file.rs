@@ -141,6 +141,7 @@ impl<S: Storage> Segment<S> {
     /// Used to make a truncation durable. Pages at the end that are already zero are left alone
     /// (a preallocated segment is mostly zeros). Needs exclusive access, like `set_readable`.
     pub fn zero_tail(&mut self, pos: u64, end: u64) -> io::Result<()> {
+        fail::fail_point!("segment-truncate", |_| Err(io::Error::from_raw_os_error(5)));
         let mut end = end.min(self.size());
         while end > pos {
             let page_start = (end - 1) / PAGE_SIZE * PAGE_SIZE;

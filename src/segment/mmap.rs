@@ -61,6 +61,7 @@ impl Storage for MmapStorage {
         if len == 0 {
             return Ok(());
         }
+        fail::fail_point!("segment-flush", |_| Err(io::Error::from_raw_os_error(5)));
         self.map.flush_range(pos, len)
     }
 
@@ -82,6 +83,7 @@ impl Storage for MmapStorage {
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
+    fail::fail_point!("dir-sync", |_| Err(io::Error::from_raw_os_error(5)));
     File::open(dir)?.sync_all()
 }
 
@@ -91,6 +93,7 @@ impl Backend for MmapBackend {
     fn create(&self, path: &Path, size: u64) -> io::Result<MmapStorage> {
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
         let created = (|| {
+            fail::fail_point!("segment-allocate", |_| Err(io::Error::from_raw_os_error(28)));
             // Really allocate the blocks: writing through a mapping of a sparse file on a full
             // disk raises SIGBUS instead of an error we could return.
             file.allocate(size)?;
