@@ -17,7 +17,8 @@ use crate::allocate::Preallocator;
 use crate::codec::{self, BLANK_LEN, DecodeError, EncodedRecord, Frame, RecordView, Verify};
 use crate::error::{Error, IoContext, Result};
 use crate::flush::FlushTarget;
-use crate::segment::{Backend, Segment, SegmentQueue, SegmentWriter};
+use crate::segment::buffer::BufferPool;
+use crate::segment::{Backend, SegmentQueue, SegmentWriter};
 use crate::segment::{SegmentRef, SizeRule};
 
 /// One record on its way into the log, and where it landed.
@@ -69,6 +70,10 @@ pub enum Entry<'a> {
 pub struct CommitLog<B: Backend> {
     segments: Arc<SegmentQueue<B>>,
     allocator: Preallocator<B>,
+    /// Write buffers, when appends go through them (the buffered flush policy).
+    pool: Option<Arc<BufferPool>>,
+    /// Everything below is in the files (committed from write buffers).
+    committed: AtomicU64,
     state: Mutex<AppendState<B::Storage>>,
     /// One past the last published byte.
     written: AtomicU64,
@@ -96,13 +101,21 @@ impl<B: Backend> CommitLog<B> {
     /// by recovery.
     ///
     /// [`set_end`]: CommitLog::set_end
-    pub fn open(backend: Arc<B>, dir: &Path, size: SizeRule, warm_up: bool) -> Result<Self> {
+    pub fn open(
+        backend: Arc<B>,
+        dir: &Path,
+        size: SizeRule,
+        warm_up: bool,
+        pool: Option<Arc<BufferPool>>,
+    ) -> Result<Self> {
         let segments = Arc::new(SegmentQueue::open(backend, dir, size)?);
         let end = segments.max_offset();
         let allocator = Preallocator::start(Arc::clone(&segments), warm_up).at(dir)?;
         Ok(CommitLog {
             segments,
             allocator,
+            pool,
+            committed: AtomicU64::new(end),
             state: Mutex::new(AppendState {
                 writer: None,
                 last_store_timestamp: 0,
@@ -247,12 +260,24 @@ impl<B: Backend> CommitLog<B> {
                 }
             },
         };
-        let segment = match self.allocator.take(next_start) {
-            Some(Ok(prepared)) => self.segments.install(prepared)?,
+        let prepared = match self.allocator.take(next_start) {
+            Some(Ok(prepared)) => prepared,
             // Nothing prepared, or preparing failed (disk full?): try once more here, so the
             // error the caller sees is this attempt's.
-            Some(Err(_)) | None => self.segments.create(next_start, self.warm_up)?,
+            Some(Err(_)) | None => self.segments.prepare(next_start, self.warm_up)?,
         };
+        let prepared = match self.pool.as_ref().map(|p| p.take()) {
+            Some(Some(buffer)) => prepared.with_buffer(buffer),
+            Some(None) => {
+                tracing::warn!(
+                    start = next_start,
+                    "write-buffer pool exhausted: this segment is written directly"
+                );
+                prepared
+            }
+            None => prepared,
+        };
+        let segment = self.segments.install(prepared)?;
         self.allocator.request(segment.end());
         let w = segment
             .claim_writer()
@@ -288,6 +313,7 @@ impl<B: Backend> CommitLog<B> {
     pub fn next_valid_record(&self, from: u64, verify: Verify) -> Option<u64> {
         let segment = self.segments.find(from)?;
         let bytes = segment.read_from(0)?;
+        let bytes: &[u8] = &bytes;
         let base = segment.start();
         let mut pos = (from - base + 1) as usize;
         // The physical offset a record carries at byte 28 equals its own position: with the
@@ -313,47 +339,16 @@ impl<B: Backend> CommitLog<B> {
         self.segments.find(offset)
     }
 
-    /// Decodes what sits at `offset` of `segment`.
-    pub fn entry_in<'s>(
-        segment: &'s Segment<B::Storage>,
-        offset: u64,
-        verify: Verify,
-    ) -> Result<Entry<'s>, DecodeError> {
-        let pos = offset - segment.start();
-        let Some(bytes) = segment.read_from(pos) else {
+    /// Decodes what sits at the start of `bytes`: the published bytes of a segment ending at
+    /// `segment_end`, from some offset on (`None` or empty: the end of what is published).
+    pub fn entry_in(bytes: Option<&[u8]>, segment_end: u64, verify: Verify) -> Result<Entry<'_>, DecodeError> {
+        let Some(bytes) = bytes.filter(|b| !b.is_empty()) else {
             return Ok(Entry::End);
         };
-        if bytes.is_empty() {
-            return Ok(Entry::End);
-        }
         match codec::decode(bytes, verify)? {
             Frame::Record(view) => Ok(Entry::Record(view)),
-            Frame::Blank { .. } => Ok(Entry::Blank { next: segment.end() }),
+            Frame::Blank { .. } => Ok(Entry::Blank { next: segment_end }),
         }
-    }
-
-    /// Reads and validates the record at `offset` that should be `size` bytes long.
-    pub fn read_record(&self, offset: u64, size: u32, verify: Verify) -> Result<Option<(SegmentRef<B>, u64)>> {
-        let Some(segment) = self.segments.find(offset) else {
-            return Ok(None);
-        };
-        let pos = offset - segment.start();
-        let Some(bytes) = segment.read(pos, size as usize) else {
-            return Ok(None);
-        };
-        match codec::decode(bytes, verify) {
-            Ok(Frame::Record(_)) => {}
-            Ok(Frame::Blank { .. }) => {
-                return Err(Error::CorruptRecord {
-                    offset,
-                    source: DecodeError::BadMagic {
-                        magic: codec::MAGIC_BLANK,
-                    },
-                });
-            }
-            Err(source) => return Err(Error::CorruptRecord { offset, source }),
-        }
-        Ok(Some((segment, pos)))
     }
 }
 
@@ -366,11 +361,33 @@ impl<B: Backend> FlushTarget for CommitLog<B> {
         self.flushed.load(Ordering::Acquire)
     }
 
+    fn commit(&self) -> u64 {
+        if self.pool.is_none() {
+            return self.max_offset();
+        }
+        let mut at = self.committed.load(Ordering::Acquire);
+        let mut reached = at;
+        while let Some(segment) = self.segments.find(at) {
+            let (committed, detached) = segment.commit();
+            if let (Some(buffer), Some(pool)) = (detached, &self.pool) {
+                pool.give_back(buffer);
+            }
+            reached = segment.start() + committed;
+            if committed < segment.size() {
+                break;
+            }
+            at = segment.end();
+        }
+        self.committed.fetch_max(reached, Ordering::AcqRel).max(reached)
+    }
+
     fn flush(&self, least_pages: u64) -> io::Result<u64> {
         // Read before the data it stands for: the records up to this stamp are all published
         // by now, so they are covered by what is flushed below if everything written is.
         let stamp = self.last_timestamp.load(Ordering::Acquire);
         let written = self.max_offset();
+        // Write buffers first: only what is in the files can be synced.
+        self.commit();
         let mut at = self.flushed.load(Ordering::Acquire);
         let mut durable = at;
         while let Some(segment) = self.segments.find(at) {

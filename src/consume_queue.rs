@@ -121,7 +121,8 @@ impl<B: Backend> ConsumeQueue<B> {
     /// queue's minimum, after loading.
     fn recover_end(&self) -> Result<()> {
         let Some((start, end, mut max_physical)) = self.segments.last().map(|last| {
-            let bytes = last.read(0, last.size() as usize).unwrap_or(&[]);
+            let bytes = last.read(0, last.size() as usize);
+            let bytes = bytes.as_deref().unwrap_or(&[]);
             let mut end = 0u64;
             let mut max_physical = 0u64;
             for chunk in bytes.chunks_exact(UNIT_SIZE as usize) {
@@ -212,7 +213,7 @@ impl<B: Backend> ConsumeQueue<B> {
         let byte = offset.checked_mul(UNIT_SIZE)?;
         let seg = self.segments.find(byte)?;
         let bytes = seg.read(byte - seg.start(), UNIT_SIZE as usize)?;
-        CqUnit::decode(bytes)
+        CqUnit::decode(&bytes)
     }
 
     /// Appends the unit for the record with queue offset `queue_offset`. Idempotent: a unit at

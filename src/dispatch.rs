@@ -63,7 +63,8 @@ pub fn dispatch_range<B: Backend>(
             if offset >= limit {
                 break;
             }
-            let entry = match CommitLog::<B>::entry_in(&segment, offset, Verify::Framing) {
+            let bytes = segment.read_from(offset - segment.start());
+            let entry = match CommitLog::<B>::entry_in(bytes.as_deref(), segment.end(), Verify::Framing) {
                 Ok(Entry::Record(view)) if view.physical_offset != offset => {
                     Err(format!("record carries physical offset {}", view.physical_offset))
                 }

@@ -8,6 +8,7 @@ use crate::codec::{self, RecordView};
 use crate::config::MAX_TOPIC_LEN;
 use crate::error::{Error, Result};
 use crate::segment::SegmentRead;
+use crate::segment::buffer::BufferSlice;
 
 /// A message as a producer hands it to [`MessageStore::put`](crate::MessageStore::put).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -249,13 +250,21 @@ pub struct GetResult {
     pub max_offset: u64,
 }
 
-/// A message read from the store. The body and strings are borrowed from the mapped segment,
-/// which the message keeps alive: no copy is made.
+/// Where a message's bytes live: the mapped segment file, or (with the buffered policy) the
+/// write buffer they were appended to and not yet committed from.
+#[derive(Clone)]
+pub(crate) enum MessageSource {
+    /// A segment and the record's position in it.
+    Mapped(Arc<dyn SegmentRead>, u64),
+    /// A slice of a write buffer starting with the record.
+    Buffered(BufferSlice),
+}
+
+/// A message read from the store. The body and strings are borrowed from the mapped segment
+/// (or write buffer), which the message keeps alive: no copy is made.
 #[derive(Clone)]
 pub struct StoredMessage {
-    segment: Arc<dyn SegmentRead>,
-    /// Position of the record in its segment.
-    pos: u64,
+    source: MessageSource,
     size: u32,
     commit_log_offset: u64,
     queue_id: u32,
@@ -277,11 +286,10 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
-    /// Builds a message from a decoded record of `segment` at `pos`.
-    pub(crate) fn new(segment: Arc<dyn SegmentRead>, pos: u64, commit_log_offset: u64, view: &RecordView<'_>) -> Self {
+    /// Builds a message from a decoded record whose bytes live in `source`.
+    pub(crate) fn new(source: MessageSource, commit_log_offset: u64, view: &RecordView<'_>) -> Self {
         StoredMessage {
-            segment,
-            pos,
+            source,
             size: view.total_size,
             commit_log_offset,
             queue_id: view.queue_id,
@@ -308,7 +316,11 @@ impl StoredMessage {
         // The record was validated when this message was built, and a segment's published bytes
         // never shrink while a handle exists, so the read cannot fail; the empty fallback only
         // keeps this total.
-        self.segment.read_bytes(self.pos, self.size as usize).unwrap_or(&[])
+        let bytes = match &self.source {
+            MessageSource::Mapped(segment, pos) => segment.read_bytes(*pos, self.size as usize),
+            MessageSource::Buffered(slice) => slice.get(..self.size as usize),
+        };
+        bytes.unwrap_or(&[])
     }
 
     fn field(&self, at: u32, len: u32) -> &[u8] {

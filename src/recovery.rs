@@ -61,6 +61,9 @@ pub struct RecoveryReport {
     pub damaged: Vec<DamagedRange>,
     /// Where a torn tail was cut, if one was.
     pub torn_tail_at: Option<u64>,
+    /// Durable bytes missing: the checkpoint recorded the log as durable up to `.1`, but the
+    /// valid log ends at `.0` (a segment file lost or cut short).
+    pub missing_durable: Option<(u64, u64)>,
     /// Segment files that lay wholly past the end, moved into `lost+found/`.
     pub truncated_segments: Vec<PathBuf>,
     /// Where re-dispatch into the consume queues started.
@@ -107,7 +110,7 @@ fn start_point<B: Backend>(
             let idx = (0..=last_written).rev().find(|&i| {
                 let seg = &segments[i];
                 matches!(
-                    CommitLog::<B>::entry_in(seg, seg.start(), Verify::Framing),
+                    CommitLog::<B>::entry_in(seg.read_from(0).as_deref(), seg.end(), Verify::Framing),
                     Ok(Entry::Record(v)) if v.store_timestamp <= min_ts && v.store_timestamp != 0
                 )
             });
@@ -150,7 +153,8 @@ pub fn recover<B: Backend>(
                 idx += 1;
                 continue;
             }
-            let bad = match CommitLog::<B>::entry_in(segment, offset, verify) {
+            let bytes = segment.read_from(offset - segment.start());
+            let bad = match CommitLog::<B>::entry_in(bytes.as_deref(), segment.end(), verify) {
                 Ok(Entry::Record(view)) if view.physical_offset == offset => {
                     report.records_checked += 1;
                     report.bytes_scanned += view.total_size as u64;
@@ -189,6 +193,16 @@ pub fn recover<B: Backend>(
         (offset, last_ts)
     };
     report.log_end = end;
+    if let Loaded::Exact(cp) = checkpoint
+        && cp.log_flushed > end
+    {
+        tracing::error!(
+            end,
+            durable = cp.log_flushed,
+            "the log ends before what the checkpoint recorded as durable"
+        );
+        report.missing_durable = Some((end, cp.log_flushed));
+    }
     let zero = !clean || report.torn_tail_at.is_some();
     let cut = log.set_end(end, zero, last_ts, report.scanned_from)?;
     if !cut.is_empty() {

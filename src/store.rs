@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
+use crate::codec::{self, Frame};
 use crate::codec::{EncodedRecord, RecordSpec, Verify};
 use crate::commit_log::{Appending, CommitLog};
 use crate::config::StoreConfig;
@@ -18,11 +19,13 @@ use crate::consume_queue::{ConsumeQueue, QueueTable, UNIT_SIZE};
 use crate::dispatch::{DispatchShared, Dispatcher};
 use crate::error::{Error, IoContext, Result};
 use crate::flush::{FlushOutcome, FlushTarget, Flusher};
+use crate::message::MessageSource;
 use crate::message::{GetResult, GetStatus, Message, PutResult, PutStatus, StoredMessage, TagFilter, validate_topic};
 use crate::meta::{FORMAT_VERSION, Meta};
 use crate::recovery::{RecoveryReport, recover};
 use crate::segment::SizeRule;
-use crate::segment::{Backend, MmapBackend, SegmentRead};
+use crate::segment::buffer::BufferPool;
+use crate::segment::{Backend, Bytes, MmapBackend, SegmentRead, SegmentRef};
 use crate::service::Periodic;
 
 /// Name of the commit-log directory.
@@ -176,11 +179,18 @@ impl<B: Backend> MessageStore<B> {
         } else {
             SizeRule::Exactly(meta.commit_log_segment_size)
         };
+        let pool = match config.flush.write_buffers() {
+            Some((count, lock_memory)) => Some(Arc::new(
+                BufferPool::new(count, meta.commit_log_segment_size as usize, lock_memory).at(&log_dir)?,
+            )),
+            None => None,
+        };
         let log = Arc::new(CommitLog::open(
             Arc::clone(&backend),
             &log_dir,
             log_rule,
             config.warm_up_segments,
+            pool,
         )?);
         let queues = Arc::new(QueueTable::open(
             Arc::clone(&backend),
@@ -492,6 +502,36 @@ impl<B: Backend> MessageStore<B> {
         }
     }
 
+    fn read_verify(&self) -> Verify {
+        if self.config.verify_crc_on_read {
+            self.verify
+        } else {
+            Verify::Framing
+        }
+    }
+
+    /// Decodes the record at the start of `bytes` (read from `segment` at `pos`) into a message
+    /// that keeps its bytes alive: the segment for bytes in the file, the write buffer for bytes
+    /// not yet committed. `Ok(None)` for an end-of-segment filler.
+    fn message_from(
+        segment: &SegmentRef<B>,
+        pos: u64,
+        bytes: Bytes<'_>,
+        verify: Verify,
+    ) -> Result<Option<StoredMessage>> {
+        let offset = segment.start() + pos;
+        let view = match codec::decode(&bytes, verify) {
+            Ok(Frame::Record(view)) => view,
+            Ok(Frame::Blank { .. }) => return Ok(None),
+            Err(source) => return Err(Error::CorruptRecord { offset, source }),
+        };
+        let source = match &bytes {
+            Bytes::Mapped(_) => MessageSource::Mapped(Arc::clone(segment) as Arc<dyn SegmentRead>, pos),
+            Bytes::Buffered(slice) => MessageSource::Buffered(slice.clone()),
+        };
+        Ok(Some(StoredMessage::new(source, offset, &view)))
+    }
+
     fn read_unit(
         &self,
         cq: &ConsumeQueue<B>,
@@ -499,42 +539,37 @@ impl<B: Backend> MessageStore<B> {
         offset: u64,
         size: u32,
     ) -> Result<Option<StoredMessage>> {
-        let verify = if self.config.verify_crc_on_read {
-            self.verify
-        } else {
-            Verify::Framing
-        };
-        let Some((segment, pos)) = self.log.read_record(offset, size, verify)? else {
+        let Some(segment) = self.log.segment_at(offset) else {
             return Ok(None);
         };
-        let bytes = segment.read(pos, size as usize).unwrap_or(&[]);
-        let view = match crate::codec::decode(bytes, Verify::Framing) {
-            Ok(crate::codec::Frame::Record(view)) => view,
-            _ => {
-                return Err(Error::CorruptConsumeQueue {
-                    topic: cq.topic().to_string(),
-                    queue_id: cq.queue_id(),
-                    queue_offset,
-                    reason: format!("unit points at commit-log offset {offset}, which holds no record"),
-                });
-            }
+        let pos = offset - segment.start();
+        let Some(bytes) = segment.read(pos, size as usize) else {
+            return Ok(None);
         };
-        if view.topic != cq.topic()
-            || view.queue_id != cq.queue_id()
-            || view.queue_offset != queue_offset
-            || view.total_size != size
+        let corrupt_unit = |reason: String| Error::CorruptConsumeQueue {
+            topic: cq.topic().to_string(),
+            queue_id: cq.queue_id(),
+            queue_offset,
+            reason,
+        };
+        let Some(msg) = Self::message_from(&segment, pos, bytes, self.read_verify())? else {
+            return Err(corrupt_unit(format!(
+                "unit points at commit-log offset {offset}, which holds an end-of-segment filler"
+            )));
+        };
+        if msg.topic() != cq.topic()
+            || msg.queue_id() != cq.queue_id()
+            || msg.queue_offset() != queue_offset
+            || msg.size() != size
         {
-            return Err(Error::CorruptConsumeQueue {
-                topic: cq.topic().to_string(),
-                queue_id: cq.queue_id(),
-                queue_offset,
-                reason: format!(
-                    "unit points at a record of {}/{} offset {} ({} bytes)",
-                    view.topic, view.queue_id, view.queue_offset, view.total_size
-                ),
-            });
+            return Err(corrupt_unit(format!(
+                "unit points at a record of {}/{} offset {} ({} bytes)",
+                msg.topic(),
+                msg.queue_id(),
+                msg.queue_offset(),
+                msg.size()
+            )));
         }
-        let msg = StoredMessage::new(Arc::clone(&segment) as Arc<dyn SegmentRead>, pos, offset, &view);
         Ok(Some(msg))
     }
 
@@ -544,27 +579,10 @@ impl<B: Backend> MessageStore<B> {
             return Ok(None);
         };
         let pos = commit_log_offset - segment.start();
-        let verify = if self.config.verify_crc_on_read {
-            self.verify
-        } else {
-            Verify::Framing
-        };
         let Some(bytes) = segment.read_from(pos) else {
             return Ok(None);
         };
-        match crate::codec::decode(bytes, verify) {
-            Ok(crate::codec::Frame::Record(view)) => Ok(Some(StoredMessage::new(
-                Arc::clone(&segment) as Arc<dyn SegmentRead>,
-                pos,
-                commit_log_offset,
-                &view,
-            ))),
-            Ok(crate::codec::Frame::Blank { .. }) => Ok(None),
-            Err(source) => Err(Error::CorruptRecord {
-                offset: commit_log_offset,
-                source,
-            }),
-        }
+        Self::message_from(&segment, pos, bytes, self.read_verify())
     }
 
     /// The first queue offset whose message was stored at or after `timestamp_ms`; the max

@@ -4,6 +4,7 @@
 //! user's own [`Flusher`]. The store calls the flusher after every append (outside the append
 //! lock) with the end offset of what was appended; the flusher decides whether to wait.
 
+mod buffered;
 mod group_commit;
 mod interval;
 
@@ -12,6 +13,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use buffered::WriteBufferFlush;
 pub use group_commit::GroupCommit;
 pub use interval::IntervalFlush;
 
@@ -24,6 +26,11 @@ pub trait FlushTarget: Send + Sync {
 
     /// One past the last byte known to be durable.
     fn flushed_offset(&self) -> u64;
+
+    /// Copies appended bytes still in write buffers into the files (the buffered policy's
+    /// commit step); returns the offset below which everything is in the files. Without write
+    /// buffers, everything appended already is.
+    fn commit(&self) -> u64;
 
     /// Flushes appended bytes when at least `least_pages` 4 KiB pages are dirty in the oldest
     /// unflushed segment, or that segment is full (`0`: flush everything appended). Returns the
@@ -105,10 +112,27 @@ pub struct AsyncFlush {
     pub thorough_interval: Duration,
 }
 
+/// Settings of [`FlushPolicy::buffered`] (RocketMQ's transient store pool).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferedFlush {
+    /// Write buffers, each the size of a commit-log segment (default 3: the active segment's,
+    /// the next one's, and one for a full segment still being committed). RocketMQ's default
+    /// of 5 one-GiB buffers pins 5 GiB; three suffice because a buffer returns to the pool as
+    /// soon as its segment is committed.
+    pub buffers: usize,
+    /// Lock the buffers in memory with mlock (default off: it needs RLIMIT_MEMLOCK).
+    pub lock_memory: bool,
+    /// Time between commits of buffered bytes into the files (default 200 ms).
+    pub commit_interval: Duration,
+    /// How the files are then flushed (RocketMQ's async defaults).
+    pub flush: AsyncFlush,
+}
+
 #[derive(Clone)]
 enum Kind {
     Sync(SyncFlush),
     Async(AsyncFlush),
+    Buffered(BufferedFlush),
     Custom(Arc<dyn Flusher>),
 }
 
@@ -136,6 +160,45 @@ impl FlushPolicy {
         }))
     }
 
+    /// Appends go to a pool of preallocated, pre-faulted write buffers; a background thread
+    /// commits them into the files every 200 ms, and another flushes the files as
+    /// [`asynchronous`](FlushPolicy::asynchronous) does. The append path never page-faults.
+    /// Reads see appended data whether it is still in a buffer or already in the file. A process
+    /// crash loses what was not yet committed (up to the commit interval); a power loss, what
+    /// was not yet flushed.
+    pub fn buffered() -> Self {
+        FlushPolicy(Kind::Buffered(BufferedFlush {
+            buffers: 3,
+            lock_memory: false,
+            commit_interval: Duration::from_millis(200),
+            flush: AsyncFlush {
+                interval: Duration::from_millis(500),
+                least_pages: 4,
+                thorough_interval: Duration::from_secs(10),
+            },
+        }))
+    }
+
+    /// Sets the number of write buffers and whether to lock them in memory (buffered policy
+    /// only).
+    #[must_use]
+    pub fn with_buffers(mut self, buffers: usize, lock_memory: bool) -> Self {
+        if let Kind::Buffered(b) = &mut self.0 {
+            b.buffers = buffers;
+            b.lock_memory = lock_memory;
+        }
+        self
+    }
+
+    /// Sets the commit interval (buffered policy only).
+    #[must_use]
+    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
+        if let Kind::Buffered(b) = &mut self.0 {
+            b.commit_interval = interval;
+        }
+        self
+    }
+
     /// A user-provided policy.
     pub fn custom(flusher: impl Flusher) -> Self {
         FlushPolicy(Kind::Custom(Arc::new(flusher)))
@@ -150,24 +213,37 @@ impl FlushPolicy {
         self
     }
 
-    /// Sets the interval, least pages and thorough interval (async policy only).
+    /// Sets the flush interval, least pages and thorough interval (async and buffered
+    /// policies).
     #[must_use]
     pub fn with_interval(mut self, interval: Duration, least_pages: u64, thorough_interval: Duration) -> Self {
-        if let Kind::Async(a) = &mut self.0 {
-            *a = AsyncFlush {
-                interval,
-                least_pages,
-                thorough_interval,
-            };
+        let settings = AsyncFlush {
+            interval,
+            least_pages,
+            thorough_interval,
+        };
+        match &mut self.0 {
+            Kind::Async(a) => *a = settings,
+            Kind::Buffered(b) => b.flush = settings,
+            _ => {}
         }
         self
     }
 
-    /// A short name: `sync`, `async` or `custom`.
+    /// The write-buffer pool the policy needs: (buffers, lock in memory).
+    pub(crate) fn write_buffers(&self) -> Option<(usize, bool)> {
+        match &self.0 {
+            Kind::Buffered(b) => Some((b.buffers, b.lock_memory)),
+            _ => None,
+        }
+    }
+
+    /// A short name: `sync`, `async`, `buffered` or `custom`.
     pub fn name(&self) -> &'static str {
         match self.0 {
             Kind::Sync(_) => "sync",
             Kind::Async(_) => "async",
+            Kind::Buffered(_) => "buffered",
             Kind::Custom(_) => "custom",
         }
     }
@@ -181,6 +257,9 @@ impl FlushPolicy {
         match &self.0 {
             Kind::Sync(s) if s.timeout.is_zero() => Err(Error::InvalidConfig("sync flush timeout is zero".into())),
             Kind::Async(a) if a.interval.is_zero() => Err(Error::InvalidConfig("async flush interval is zero".into())),
+            Kind::Buffered(b) if b.buffers == 0 || b.commit_interval.is_zero() || b.flush.interval.is_zero() => Err(
+                Error::InvalidConfig("buffered flush needs at least one buffer and non-zero intervals".into()),
+            ),
             _ => Ok(()),
         }
     }
@@ -190,6 +269,7 @@ impl FlushPolicy {
         match &self.0 {
             Kind::Sync(s) => Arc::new(GroupCommit::new(s.timeout)),
             Kind::Async(a) => Arc::new(IntervalFlush::new(*a)),
+            Kind::Buffered(b) => Arc::new(WriteBufferFlush::new(*b)),
             Kind::Custom(f) => Arc::clone(f),
         }
     }
@@ -200,6 +280,7 @@ impl fmt::Debug for FlushPolicy {
         match &self.0 {
             Kind::Sync(s) => f.debug_tuple("Sync").field(s).finish(),
             Kind::Async(a) => f.debug_tuple("Async").field(a).finish(),
+            Kind::Buffered(b) => f.debug_tuple("Buffered").field(b).finish(),
             Kind::Custom(_) => f.write_str("Custom"),
         }
     }

@@ -1,11 +1,15 @@
 //! One segment: positions, the single writer, reads below the published position.
 
 use std::io;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use parking_lot::{Mutex, RwLock};
+
 use super::Storage;
+use super::buffer::{BufferSlice, WriteBuffer};
 
 /// Page size used to decide whether enough is dirty to flush, as RocketMQ's `OS_PAGE_SIZE`.
 pub const PAGE_SIZE: u64 = 4096;
@@ -15,6 +19,11 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Bytes below [`readable`](Segment::readable) are immutable while any shared reference to the
 /// segment exists: the writer only writes at or above it, and only `&mut Segment` (which no
 /// reader can hold at the same time) may lower it.
+///
+/// A *buffered* segment takes its appends into a [`WriteBuffer`] holding a full image of it;
+/// [`commit`](Segment::commit) copies them into the file. Below the committed position readers
+/// read the file, above it the buffer; the file's bytes at and above it are touched only by the
+/// committer.
 pub struct Segment<S: Storage> {
     storage: S,
     start: u64,
@@ -25,6 +34,32 @@ pub struct Segment<S: Storage> {
     flushed: AtomicU64,
     /// Whether a [`SegmentWriter`] was handed out; there is at most one per segment.
     claimed: AtomicBool,
+    /// Whether appends go through a write buffer (fixed before the segment is shared).
+    buffered: bool,
+    /// The write buffer, until everything is committed.
+    buffer: RwLock<Option<Arc<WriteBuffer>>>,
+    /// Bytes copied from the buffer into the file (buffered segments only).
+    committed: AtomicU64,
+    commit_lock: Mutex<()>,
+}
+
+/// Bytes of a segment: borrowed from the file mapping, or a slice of its write buffer.
+pub enum Bytes<'a> {
+    /// From the file.
+    Mapped(&'a [u8]),
+    /// From the write buffer (not yet committed to the file).
+    Buffered(BufferSlice),
+}
+
+impl Deref for Bytes<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(b) => b,
+            Bytes::Buffered(b) => b,
+        }
+    }
 }
 
 impl<S: Storage> Segment<S> {
@@ -39,6 +74,35 @@ impl<S: Storage> Segment<S> {
             readable: AtomicU64::new(readable),
             flushed: AtomicU64::new(0),
             claimed: AtomicBool::new(false),
+            buffered: false,
+            buffer: RwLock::new(None),
+            committed: AtomicU64::new(0),
+            commit_lock: Mutex::new(()),
+        }
+    }
+
+    /// Makes a fresh, not yet shared segment take its appends through `buffer`.
+    pub(crate) fn with_buffer(mut self, buffer: Arc<WriteBuffer>) -> Self {
+        debug_assert_eq!(*self.readable.get_mut(), 0);
+        if buffer.len() as u64 == self.size() && *self.readable.get_mut() == 0 {
+            self.buffered = true;
+            *self.buffer.get_mut() = Some(buffer);
+        }
+        self
+    }
+
+    /// Whether appends go through a write buffer.
+    pub fn is_buffered(&self) -> bool {
+        self.buffered
+    }
+
+    /// Bytes in the file (committed), relative to the start: the readable end for a segment
+    /// without a write buffer.
+    pub fn committed(&self) -> u64 {
+        if self.buffered {
+            self.committed.load(Ordering::Acquire)
+        } else {
+            self.readable()
         }
     }
 
@@ -78,19 +142,40 @@ impl<S: Storage> Segment<S> {
     }
 
     /// Borrows `len` published bytes at `pos` (relative), or `None` if they are not all published.
-    pub fn read(&self, pos: u64, len: usize) -> Option<&[u8]> {
+    pub fn read(&self, pos: u64, len: usize) -> Option<Bytes<'_>> {
         let end = pos.checked_add(len as u64)?;
         if end > self.readable() {
             return None;
         }
-        // SAFETY: `end <= readable <= storage.len()`. Published bytes are never written while
-        // `&self` exists: the single writer only writes at or above `readable`, and lowering
-        // `readable` takes `&mut self` (see `set_readable`), which cannot coexist with this borrow.
+        if let Some(mapped) = self.read_committed(pos, len) {
+            return Some(Bytes::Mapped(mapped));
+        }
+        match &*self.buffer.read() {
+            Some(buffer) => Some(Bytes::Buffered(BufferSlice {
+                buffer: Arc::clone(buffer),
+                pos: pos as usize,
+                len,
+            })),
+            // Detached: everything was committed meanwhile.
+            None => self.read_committed(pos, len).map(Bytes::Mapped),
+        }
+    }
+
+    /// Borrows `len` bytes at `pos` from the file, if they are all committed there.
+    pub fn read_committed(&self, pos: u64, len: usize) -> Option<&[u8]> {
+        let end = pos.checked_add(len as u64)?;
+        if end > self.committed() {
+            return None;
+        }
+        // SAFETY: `end <= committed <= readable <= storage.len()`. Committed bytes of the file are
+        // never written while `&self` exists: the writer writes at or above `readable` (or only
+        // into the buffer), the committer only at or above `committed`, and lowering either takes
+        // `&mut self` (see `set_readable`), which cannot coexist with this borrow.
         Some(unsafe { self.storage.read(pos as usize, len) })
     }
 
     /// Every published byte from `pos` (relative) to the readable end.
-    pub fn read_from(&self, pos: u64) -> Option<&[u8]> {
+    pub fn read_from(&self, pos: u64) -> Option<Bytes<'_>> {
         let readable = self.readable();
         let len = readable.checked_sub(pos)?;
         self.read(pos, len as usize)
@@ -104,14 +189,45 @@ impl<S: Storage> Segment<S> {
         }
         Some(SegmentWriter {
             wrote: self.readable(),
+            buffer: self.buffer.read().clone(),
             segment: Arc::clone(self),
         })
+    }
+
+    /// Copies appended bytes from the write buffer into the file. When the segment is full and
+    /// all of it is in the file, the buffer is detached and handed back for reuse. Returns the
+    /// committed position and the detached buffer, if any. A no-op for unbuffered segments.
+    pub fn commit(&self) -> (u64, Option<Arc<WriteBuffer>>) {
+        if !self.buffered {
+            return (self.readable(), None);
+        }
+        let _guard = self.commit_lock.lock();
+        let from = self.committed.load(Ordering::Acquire);
+        let to = self.readable();
+        if to > from
+            && let Some(buffer) = self.buffer.read().clone()
+        {
+            // SAFETY: `from..to` is published in the buffer (never written again), and in the
+            // file it lies at or above `committed`, where no reader reads (they go to the buffer)
+            // and only this committer, holding `commit_lock`, writes.
+            unsafe {
+                let bytes = buffer.read(from as usize, (to - from) as usize);
+                self.storage.write(from as usize, bytes);
+            }
+            self.committed.store(to, Ordering::Release);
+        }
+        let detached = if self.committed.load(Ordering::Acquire) >= self.size() {
+            self.buffer.write().take()
+        } else {
+            None
+        };
+        (self.committed(), detached)
     }
 
     /// Flushes published bytes not yet durable when at least `least_pages` pages are dirty (or
     /// the segment is full, or `least_pages` is 0). Returns the durable position (relative).
     pub fn flush(&self, least_pages: u64) -> io::Result<u64> {
-        let readable = self.readable();
+        let readable = self.committed();
         let flushed = self.flushed();
         if readable <= flushed {
             return Ok(flushed);
@@ -132,6 +248,8 @@ impl<S: Storage> Segment<S> {
     pub fn set_readable(&mut self, pos: u64) {
         let pos = pos.min(self.size());
         *self.readable.get_mut() = pos;
+        let committed = self.committed.get_mut();
+        *committed = (*committed).min(pos);
         let flushed = self.flushed.get_mut();
         *flushed = (*flushed).min(pos);
         *self.claimed.get_mut() = false;
@@ -175,6 +293,8 @@ impl<S: Storage> Segment<S> {
 /// to readers only at [`publish`](SegmentWriter::publish).
 pub struct SegmentWriter<S: Storage> {
     segment: Arc<Segment<S>>,
+    /// The segment's write buffer, for a buffered segment.
+    buffer: Option<Arc<WriteBuffer>>,
     /// Bytes written, relative to the segment start; `>= segment.readable`.
     wrote: u64,
 }
@@ -202,10 +322,7 @@ impl<S: Storage> SegmentWriter<S> {
     /// a bug in the caller, never a consequence of data read from disk.
     pub fn write(&mut self, data: &[u8]) {
         assert!(data.len() as u64 <= self.remaining(), "segment write past its end");
-        // SAFETY: in bounds by the assert. The bytes at and above `wrote` are above the published
-        // position, so no reader slice covers them, and this writer is the only one of the
-        // segment (`claim_writer` hands out at most one), borrowed mutably here.
-        unsafe { self.segment.storage.write(self.wrote as usize, data) };
+        self.write_at(self.wrote, data);
         self.wrote += data.len() as u64;
     }
 
@@ -216,14 +333,32 @@ impl<S: Storage> SegmentWriter<S> {
             pos >= self.segment.readable() && pos + data.len() as u64 <= self.wrote,
             "patch outside the unpublished range"
         );
-        // SAFETY: the range is unpublished (no reader sees it) and within what this single
-        // writer has written, so within the storage.
-        unsafe { self.segment.storage.write(pos as usize, data) };
+        self.write_at(pos, data);
     }
 
-    /// Skips to the end of the segment (after an end-of-segment filler was written).
+    fn write_at(&mut self, pos: u64, data: &[u8]) {
+        // SAFETY: callers keep `pos..pos + len` at or above the published position and within
+        // the segment, so no reader slice covers it (of the file, nor of the buffer), the
+        // committer does not reach it, and this writer is the only one of the segment
+        // (`claim_writer` hands out at most one), borrowed mutably here.
+        unsafe {
+            match &self.buffer {
+                Some(buffer) => buffer.write(pos as usize, data),
+                None => self.segment.storage.write(pos as usize, data),
+            }
+        }
+    }
+
+    /// Skips to the end of the segment (after an end-of-segment filler was written). A reused
+    /// write buffer still holds an older segment's bytes there: they are zeroed, so the file's
+    /// tail stays zeros as in a segment written directly.
     pub fn fill_to_end(&mut self) {
-        self.wrote = self.segment.size();
+        let size = self.segment.size();
+        if self.buffer.is_some() && self.wrote < size {
+            let zeros = vec![0u8; (size - self.wrote) as usize];
+            self.write_at(self.wrote, &zeros);
+        }
+        self.wrote = size;
     }
 
     /// Makes everything written visible to readers.
@@ -235,12 +370,12 @@ impl<S: Storage> SegmentWriter<S> {
 /// Type-erased read access to a segment, so that messages handed to consumers need no generic
 /// parameter.
 pub trait SegmentRead: Send + Sync {
-    /// Borrows published bytes, as [`Segment::read`].
+    /// Borrows committed bytes of the file, as [`Segment::read_committed`].
     fn read_bytes(&self, pos: u64, len: usize) -> Option<&[u8]>;
 }
 
 impl<S: Storage> SegmentRead for Segment<S> {
     fn read_bytes(&self, pos: u64, len: usize) -> Option<&[u8]> {
-        self.read(pos, len)
+        self.read_committed(pos, len)
     }
 }

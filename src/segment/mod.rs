@@ -10,6 +10,7 @@
 //! maps files with mmap; tests can plug in one that simulates power loss. The commit log and
 //! consume queues are generic over the backend, so the mmap path pays no dynamic dispatch.
 
+pub mod buffer;
 mod file;
 mod mmap;
 mod queue;
@@ -18,7 +19,7 @@ pub mod sim;
 use std::io;
 use std::path::Path;
 
-pub use file::{Segment, SegmentRead, SegmentWriter};
+pub use file::{Bytes, Segment, SegmentRead, SegmentWriter};
 pub use mmap::{MmapBackend, MmapStorage};
 pub use queue::{SegmentQueue, SegmentRef, SizeRule};
 

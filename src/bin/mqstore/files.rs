@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use mqstore::codec::{self, DecodeError, Frame, RecordView, Verify};
 use mqstore::consume_queue::{CqUnit, UNIT_SIZE};
+use mqstore::meta::META_FILE;
 use mqstore::segment::parse_segment_name;
 use mqstore::store::{COMMIT_LOG_DIR, CONSUME_QUEUE_DIR};
 
@@ -97,7 +98,7 @@ pub fn consume_queue_dir(store: &Path, topic: &str, queue_id: u32) -> PathBuf {
     store.join(CONSUME_QUEUE_DIR).join(topic).join(queue_id.to_string())
 }
 
-/// Checks that `dir` is a readable directory: the usage error of every inspection command.
+/// Checks that `dir` is a readable store directory: the usage error of every inspection command.
 pub fn check_store_dir(dir: &Path) -> Result<(), Failure> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
@@ -105,6 +106,13 @@ pub fn check_store_dir(dir: &Path) -> Result<(), Failure> {
         Err(e) => return Err(Failure::usage(format!("cannot read {}: {e}", dir.display()))),
     }
     fs::read_dir(dir).map_err(|e| Failure::usage(format!("cannot read {}: {e}", dir.display())))?;
+    let markers = [COMMIT_LOG_DIR, CONSUME_QUEUE_DIR, META_FILE];
+    if !markers.iter().any(|m| dir.join(m).exists()) {
+        return Err(Failure::usage(format!(
+            "{} does not look like a store directory (no {COMMIT_LOG_DIR}/, {CONSUME_QUEUE_DIR}/ or {META_FILE})",
+            dir.display()
+        )));
+    }
     Ok(())
 }
 
