@@ -468,10 +468,17 @@ impl<B: Backend> MessageStore<B> {
                 next += 1;
                 continue;
             }
-            let Some(msg) = self.read_unit(&cq, next, unit.commit_log_offset, unit.size)? else {
-                removed = true;
-                next += 1;
-                continue;
+            let msg = match self.read_unit(&cq, next, unit.commit_log_offset, unit.size) {
+                Ok(Some(msg)) => msg,
+                Ok(None) => {
+                    removed = true;
+                    next += 1;
+                    continue;
+                }
+                // A damaged record ends the batch before it; asked for first, it is the error,
+                // so the caller learns where it is and can skip it.
+                Err(e) if messages.is_empty() => return Err(e),
+                Err(_) => break,
             };
             next += 1;
             if !filter.matches_tags(msg.tags()) {

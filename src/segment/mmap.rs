@@ -187,3 +187,32 @@ impl Backend for MmapBackend {
         Ok(())
     }
 }
+
+/// A read-only mapping of a whole file, for tools that inspect a closed store (`verify`).
+pub struct ReadOnlyMap {
+    map: Option<memmap2::Mmap>,
+}
+
+impl ReadOnlyMap {
+    /// Maps `path` read-only. The caller must hold the store's directory lock, so that no
+    /// mqstore process writes or truncates the file while it is mapped.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(ReadOnlyMap { map: None });
+        }
+        // SAFETY: the mapping is read-only and private to this process; the caller holds the
+        // store's lock, so no mqstore writer modifies or shrinks the file meanwhile (the store
+        // never shrinks segment files in any case).
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(ReadOnlyMap { map: Some(map) })
+    }
+}
+
+impl std::ops::Deref for ReadOnlyMap {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+}
