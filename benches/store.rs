@@ -1,0 +1,144 @@
+//! Criterion benchmarks of the store: append per flush policy and message size, batch append,
+//! sequential read through the consume queue, and the record codec.
+//!
+//! `cargo bench --bench store` (a few minutes). Figures compare only within one run on one
+//! machine; see docs/performance.md for the machine's ceilings and the peers.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mqstore::codec::{self, EncodedRecord, RecordSpec, Verify};
+use mqstore::{FlushPolicy, Message, MessageStore, StoreConfig};
+
+const SEGMENT: u64 = 256 << 20;
+
+fn open(dir: &std::path::Path, policy: FlushPolicy) -> MessageStore {
+    MessageStore::open(
+        StoreConfig::new(dir)
+            .flush_policy(policy)
+            .commit_log_segment_size(SEGMENT)
+            .warm_up_segments(true),
+    )
+    .expect("open")
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for (name, policy) in [
+        ("async", FlushPolicy::asynchronous()),
+        ("buffered", FlushPolicy::buffered()),
+        ("sync", FlushPolicy::sync()),
+    ] {
+        for size in [128usize, 1024, 16 * 1024] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open(dir.path(), policy.clone());
+            let body = vec![0xA5u8; size];
+            group.throughput(Throughput::Elements(1));
+            group.bench_with_input(BenchmarkId::new(name, size), &size, |b, _| {
+                let mut i = 0u32;
+                b.iter_custom(|iters| {
+                    let t = Instant::now();
+                    for _ in 0..iters {
+                        i = i.wrapping_add(1);
+                        store.put(Message::new("bench", i % 8, body.clone())).unwrap();
+                    }
+                    t.elapsed()
+                });
+            });
+            store.close().unwrap();
+        }
+    }
+    group.finish();
+}
+
+fn batch_append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("put_batch_32x1KiB");
+    group.sample_size(10).measurement_time(Duration::from_secs(3));
+    for (name, policy) in [("async", FlushPolicy::asynchronous()), ("sync", FlushPolicy::sync())] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), policy);
+        group.throughput(Throughput::Elements(32));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let batch = (0..32).map(|q| Message::new("bench", q % 8, vec![1u8; 1024])).collect();
+                store.put_batch(batch).unwrap()
+            })
+        });
+        store.close().unwrap();
+    }
+    group.finish();
+}
+
+fn sequential_read(c: &mut Criterion) {
+    const N: u64 = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), FlushPolicy::asynchronous());
+    for _ in 0..N {
+        store.put(Message::new("read", 0, vec![7u8; 1024])).unwrap();
+    }
+    assert!(store.wait_dispatched(Duration::from_secs(30)));
+    let mut group = c.benchmark_group("read");
+    group.sample_size(10).measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(N));
+    group.bench_function("get_32_at_a_time_1KiB", |b| {
+        b.iter(|| {
+            let mut offset = 0;
+            let mut bytes = 0usize;
+            while offset < N {
+                let g = store.get("read", 0, offset, 32).unwrap();
+                bytes += g.messages.iter().map(|m| m.body().len()).sum::<usize>();
+                offset = g.next_offset;
+            }
+            assert_eq!(bytes, N as usize * 1024);
+        })
+    });
+    group.finish();
+    store.close().unwrap();
+}
+
+fn codec_bench(c: &mut Criterion) {
+    let body = vec![0x5Au8; 1024];
+    let mut props = Vec::new();
+    codec::encode_properties([("TAGS", "TagA"), ("KEYS", "order-42")], &mut props).unwrap();
+    let spec = RecordSpec {
+        topic: "orders",
+        queue_id: 3,
+        flag: 0,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        born_host: "10.0.0.7:45678".parse().unwrap(),
+        store_host: "127.0.0.1:10911".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body: &body,
+        properties: &props,
+    };
+    let mut group = c.benchmark_group("codec_1KiB");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("encode_and_seal", |b| {
+        b.iter(|| {
+            let mut r = EncodedRecord::encode(&spec).unwrap();
+            r.seal(1, 2, 3);
+            r
+        })
+    });
+    let mut sealed = EncodedRecord::encode(&spec).unwrap();
+    sealed.seal(1, 2, 3);
+    let bytes = sealed.into_vec();
+    group.bench_function("decode_verify_crc", |b| {
+        b.iter(|| {
+            matches!(
+                codec::decode(&bytes, Verify::RequireRecordCrc),
+                Ok(codec::Frame::Record(_))
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append, batch_append, sequential_read, codec_bench);
+criterion_main!(benches);
