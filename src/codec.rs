@@ -151,6 +151,16 @@ pub fn masked_crc32(data: &[u8]) -> u32 {
 /// [`Error::InvalidProperty`] if a key is empty or is [`CRC_PROPERTY_KEY`] (the store writes that
 /// one itself), or if a key or value contains [`NAME_VALUE_SEPARATOR`] or [`PROPERTY_SEPARATOR`].
 pub fn encode_properties<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) -> Result<()> {
+    encode_properties_with_keys(pairs, &[], out)
+}
+
+/// As [`encode_properties`], then the `KEYS` property with `keys` joined by
+/// [`KEY_SEPARATOR`], written in place (no joined string is built). Empty `keys`: no `KEYS`.
+pub fn encode_properties_with_keys<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    keys: &[String],
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let start = out.len();
     for (key, value) in pairs {
         if let Err(reason) = check_property(key, value) {
@@ -166,6 +176,24 @@ pub fn encode_properties<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>
         out.extend_from_slice(key.as_bytes());
         out.push(NAME_VALUE_SEPARATOR);
         out.extend_from_slice(value.as_bytes());
+        out.push(PROPERTY_SEPARATOR);
+    }
+    if keys.iter().any(|k| !k.is_empty()) {
+        out.extend_from_slice(PROPERTY_KEYS.as_bytes());
+        out.push(NAME_VALUE_SEPARATOR);
+        for (i, k) in keys.iter().enumerate() {
+            if let Err(reason) = check_property(PROPERTY_KEYS, k) {
+                out.truncate(start);
+                return Err(Error::InvalidProperty {
+                    key: PROPERTY_KEYS.into(),
+                    reason,
+                });
+            }
+            if i > 0 {
+                out.push(KEY_SEPARATOR as u8);
+            }
+            out.extend_from_slice(k.as_bytes());
+        }
         out.push(PROPERTY_SEPARATOR);
     }
     Ok(())

@@ -98,23 +98,13 @@ impl Message {
         &self.body
     }
 
-    /// Encodes the properties (TAGS, KEYS, then user properties in order) into `out`.
+    /// Encodes the properties (TAGS, user properties in order, then KEYS) into `out`, without
+    /// allocating beyond `out`'s growth.
     pub(crate) fn encode_properties(&self, out: &mut Vec<u8>) -> Result<()> {
         out.clear();
-        let keys_joined;
-        let mut fixed: [(&str, &str); 2] = [("", ""); 2];
-        let mut n = 0;
-        if let Some(tags) = &self.tags {
-            fixed[n] = (codec::PROPERTY_TAGS, tags.as_str());
-            n += 1;
-        }
-        if !self.keys.is_empty() {
-            keys_joined = self.keys.join(" ");
-            fixed[n] = (codec::PROPERTY_KEYS, keys_joined.as_str());
-            n += 1;
-        }
+        let tags = self.tags.as_deref().map(|t| (codec::PROPERTY_TAGS, t));
         let user = self.properties.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        codec::encode_properties(fixed[..n].iter().copied().chain(user), out)
+        codec::encode_properties_with_keys(tags.into_iter().chain(user), &self.keys, out)
     }
 
     /// Checks everything that does not depend on the store's state.

@@ -110,13 +110,12 @@ impl Mode {
         }
     }
 
-    /// The policy, or `None` while the library lacks it.
-    fn policy(self) -> Option<FlushPolicy> {
+    /// The policy measured.
+    fn policy(self) -> FlushPolicy {
         match self {
-            Mode::Sync => Some(FlushPolicy::sync()),
-            Mode::Async => Some(FlushPolicy::asynchronous()),
-            // Not in the library yet; when it is: `Mode::Buffered => Some(FlushPolicy::buffered()),`
-            Mode::Buffered => None,
+            Mode::Sync => FlushPolicy::sync(),
+            Mode::Async => FlushPolicy::asynchronous(),
+            Mode::Buffered => FlushPolicy::buffered(),
         }
     }
 
@@ -333,7 +332,7 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
         FlushArg::Sync => vec![Mode::Sync],
         FlushArg::Async => vec![Mode::Async],
         FlushArg::Buffered => vec![Mode::Buffered],
-        FlushArg::All => MODES.iter().copied().filter(|m| m.policy().is_some()).collect(),
+        FlushArg::All => MODES.to_vec(),
     };
     let record_len = u64::from(args.size) + RECORD_OVERHEAD;
     if record_len + 8 > args.segment_size {
@@ -344,13 +343,7 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
     }
     let mut plans = Vec::new();
     for mode in modes {
-        let policy = mode.policy().ok_or_else(|| {
-            Failure::usage(format!(
-                "--flush {}: the {} policy is not available yet in this build (try sync, async or all)",
-                mode.name(),
-                mode.name()
-            ))
-        })?;
+        let policy = mode.policy();
         let dir = match &args.dir {
             None => None,
             Some(root) => {

@@ -1,8 +1,9 @@
 //! `mqstore stat DIR`: what a store directory holds, read from its files without opening the
 //! store (no lock taken for long, no abort marker written, no recovery).
 
+use mqstore::checkpoint::{CHECKPOINT_FILE, Checkpoint, Loaded};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -19,17 +20,6 @@ pub struct StatArgs {
     pub dir: PathBuf,
 }
 
-/// Names of the checkpoint file's first five fields, in order (RocketMQ's `StoreCheckpoint`).
-const CHECKPOINT_FIELDS: [&str; 5] = [
-    "physicMsgTimestamp",
-    "logicsMsgTimestamp",
-    "indexMsgTimestamp",
-    "masterFlushedOffset",
-    "confirmPhyOffset",
-];
-
-/// Name of the checkpoint file.
-const CHECKPOINT_FILE: &str = "checkpoint";
 /// Name of the index directory.
 const INDEX_DIR: &str = "index";
 
@@ -75,16 +65,29 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
 
     // Checkpoint.
     match read_checkpoint(&dir.join(CHECKPOINT_FILE)) {
-        Ok(None) => writeln!(out, "checkpoint   none")?,
-        Ok(Some(fields)) => {
+        Ok(None) | Ok(Some(Loaded::Missing)) => writeln!(out, "checkpoint   none")?,
+        Ok(Some(loaded @ (Loaded::Exact(cp) | Loaded::Timestamps(cp)))) => {
             writeln!(out, "checkpoint")?;
-            for (name, value) in CHECKPOINT_FIELDS.iter().zip(&fields) {
-                let when = if name.ends_with("Timestamp") && *value > 0 {
-                    format!(" ({})", format_millis(*value))
+            let fields = [
+                ("physicMsgTimestamp", cp.physic_msg_timestamp),
+                ("logicsMsgTimestamp", cp.logics_msg_timestamp),
+                ("indexMsgTimestamp", cp.index_msg_timestamp),
+                ("masterFlushedOffset", cp.master_flushed_offset),
+                ("confirmPhyOffset", cp.confirm_phy_offset),
+            ];
+            for (name, value) in fields {
+                let when = if name.ends_with("Timestamp") && value > 0 {
+                    format!(" ({})", format_millis(value))
                 } else {
                     String::new()
                 };
                 writeln!(out, "  {name:<20} {value}{when}")?;
+            }
+            if let Loaded::Exact(_) = loaded {
+                writeln!(out, "  {:<20} {}", "logFlushed (mqstore)", cp.log_flushed)?;
+                writeln!(out, "  {:<20} {}", "dispatched (mqstore)", cp.dispatched)?;
+            } else {
+                writeln!(out, "  mqstore slots       none valid")?;
             }
         }
         Err(e) => writeln!(out, "checkpoint   {}", fail(format!("unreadable: {e}")))?,
@@ -322,23 +325,13 @@ fn lock_state(path: &Path) -> &'static str {
     }
 }
 
-/// The checkpoint's first five big-endian i64 fields (missing ones, in a short file, are 0);
-/// `None` without a checkpoint.
-fn read_checkpoint(path: &Path) -> io::Result<Option<[i64; 5]>> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut buf = Vec::with_capacity(40);
-    (&mut file).take(40).read_to_end(&mut buf)?;
-    let mut fields = [0i64; 5];
-    for (field, chunk) in fields.iter_mut().zip(buf.chunks_exact(8)) {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(chunk);
-        *field = i64::from_be_bytes(b);
+/// The checkpoint page, decoded; `None` without a checkpoint file.
+fn read_checkpoint(path: &Path) -> io::Result<Option<Loaded>> {
+    match fs::read(path) {
+        Ok(page) => Ok(Some(Checkpoint::decode(&page))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(Some(fields))
 }
 
 /// Entries and total file bytes under `dir` (one level); `None` if it does not exist.

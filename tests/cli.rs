@@ -1,0 +1,433 @@
+//! The command-line program: `bench` output shapes, `stat` and `dump` on stores written by the
+//! library (and by RocketMQ, from the fixtures), read-only inspection, and exit codes.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mqstore::{FlushPolicy, Message, MessageStore, PutStatus, StoreConfig};
+
+fn mqstore(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mqstore"))
+        .args(args)
+        .output()
+        .expect("run the mqstore binary")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Parses one flat JSON object of numbers, booleans and simple strings (what `bench --json`
+/// writes), checking its shape on the way.
+fn parse_flat_json(line: &str) -> BTreeMap<String, String> {
+    let inner = line
+        .strip_prefix('{')
+        .and_then(|l| l.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("not a JSON object: {line}"));
+    let mut fields = BTreeMap::new();
+    for pair in inner.split(',') {
+        let (key, value) = pair
+            .split_once(':')
+            .unwrap_or_else(|| panic!("bad pair {pair:?} in {line}"));
+        let key = key
+            .strip_prefix('"')
+            .and_then(|k| k.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("unquoted key {key:?}"));
+        let value = if let Some(s) = value.strip_prefix('"') {
+            s.strip_suffix('"')
+                .unwrap_or_else(|| panic!("bad string {value:?}"))
+                .to_string()
+        } else {
+            assert!(
+                value == "true" || value == "false" || value.parse::<f64>().is_ok_and(f64::is_finite),
+                "{key}: {value:?} is not a JSON number or boolean"
+            );
+            value.to_string()
+        };
+        assert!(fields.insert(key.to_string(), value).is_none(), "duplicate key {key}");
+    }
+    fields
+}
+
+const REQUIRED: [&str; 10] = [
+    "flush",
+    "producers",
+    "messages",
+    "size",
+    "append_msgs_per_s",
+    "append_mib_per_s",
+    "p50_us",
+    "p99_us",
+    "p999_us",
+    "read_msgs_per_s",
+];
+
+fn bench_json(args: &[&str]) -> Vec<BTreeMap<String, String>> {
+    let mut all = vec!["bench", "--json"];
+    all.extend_from_slice(args);
+    let out = mqstore(&all);
+    assert!(out.status.success(), "bench {args:?} failed: {}", stderr(&out));
+    let text = stdout(&out);
+    text.lines()
+        .map(|line| {
+            let fields = parse_flat_json(line);
+            for key in REQUIRED {
+                assert!(fields.contains_key(key), "missing {key} in {line}");
+            }
+            for key in &REQUIRED[1..] {
+                let v: f64 = fields[*key]
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{key} is not a number in {line}"));
+                assert!(v >= 0.0, "{key} is negative in {line}");
+            }
+            assert_eq!(fields["put_errors"], "0");
+            assert_eq!(fields["put_not_ok"], "0");
+            assert_eq!(fields["read_errors"], "0");
+            assert_eq!(
+                fields["read_messages"], fields["messages"],
+                "the bench read back what it wrote"
+            );
+            fields
+        })
+        .collect()
+}
+
+#[test]
+fn bench_async_prints_one_json_line() {
+    let lines = bench_json(&[
+        "--flush",
+        "async",
+        "--messages",
+        "2000",
+        "--producers",
+        "2",
+        "--segment-size",
+        "1048576",
+    ]);
+    assert_eq!(lines.len(), 1);
+    let r = &lines[0];
+    assert_eq!(r["flush"], "async");
+    assert_eq!(r["messages"], "2000");
+    assert_eq!(r["producers"], "2");
+    assert_eq!(r["size"], "1024");
+    assert!(r["append_msgs_per_s"].parse::<f64>().unwrap() > 0.0);
+    assert!(r["read_msgs_per_s"].parse::<f64>().unwrap() > 0.0);
+    let (p50, p99, p999): (f64, f64, f64) = (
+        r["p50_us"].parse().unwrap(),
+        r["p99_us"].parse().unwrap(),
+        r["p999_us"].parse().unwrap(),
+    );
+    assert!(p50 <= p99 && p99 <= p999, "quantiles out of order: {r:?}");
+}
+
+#[test]
+fn bench_sync_and_all() {
+    let lines = bench_json(&[
+        "--flush",
+        "sync",
+        "--messages",
+        "300",
+        "--producers",
+        "16",
+        "--segment-size",
+        "1048576",
+        "--size",
+        "100",
+    ]);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["flush"], "sync");
+    assert_eq!(lines[0]["messages"], "300");
+    assert_eq!(lines[0]["size"], "100");
+
+    // `all` runs every mode, one line each.
+    let lines = bench_json(&[
+        "--messages",
+        "200",
+        "--producers",
+        "3",
+        "--queues",
+        "3",
+        "--segment-size",
+        "65536",
+        "--size",
+        "10",
+    ]);
+    let modes: Vec<&str> = lines.iter().map(|l| l["flush"].as_str()).collect();
+    assert_eq!(modes, ["sync", "async", "buffered"]);
+}
+
+#[test]
+fn bench_human_table_and_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    let root_s = root.to_str().unwrap();
+    let out = mqstore(&[
+        "bench",
+        "--dir",
+        root_s,
+        "--flush",
+        "async",
+        "--messages",
+        "500",
+        "--producers",
+        "2",
+        "--segment-size",
+        "65536",
+        "--size",
+        "64",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("append msg/s") && text.contains("read msg/s"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("async ")), "{text}");
+    // The store is kept, and bench refuses to reuse it.
+    assert!(root.join("async").join("commitlog").is_dir());
+    let again = mqstore(&["bench", "--dir", root_s, "--flush", "async", "--messages", "10"]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(stderr(&again).contains("not empty"));
+    // The kept store is one stat can read.
+    let stat = mqstore(&["stat", root.join("async").to_str().unwrap()]);
+    assert!(stat.status.success());
+    assert!(stdout(&stat).contains("last shutdown clean"));
+}
+
+/// A small store: orders/0 gets 5 messages, orders/1 gets 3, with tags and keys.
+fn small_store(dir: &Path) -> Vec<(u32, u64, u64, String)> {
+    let store = MessageStore::open(
+        StoreConfig::new(dir)
+            .flush_policy(FlushPolicy::sync())
+            .commit_log_segment_size(64 << 10)
+            .consume_queue_units_per_segment(4),
+    )
+    .unwrap();
+    let mut put = Vec::new();
+    for i in 0..8u32 {
+        let queue = if i < 5 { 0 } else { 1 };
+        let body = format!("hello order {i}");
+        let r = store
+            .put(
+                Message::new("orders", queue, body.clone().into_bytes())
+                    .with_tags(if i % 2 == 0 { "TagA" } else { "TagB" })
+                    .with_keys([format!("order-{i}")])
+                    .with_property("region", "eu"),
+            )
+            .unwrap();
+        assert_eq!(r.status, PutStatus::Ok);
+        put.push((queue, r.queue_offset, r.commit_log_offset, body));
+    }
+    store.close().unwrap();
+    put
+}
+
+/// Every file under `dir` with its contents: what a read-only command must leave as it is.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.insert(path.clone(), Vec::new());
+                stack.push(path);
+            } else {
+                out.insert(path.clone(), fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn stat_and_dump_read_a_store_without_changing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = small_store(dir.path());
+    let before = snapshot(dir.path());
+    let d = dir.path().to_str().unwrap();
+
+    let out = mqstore(&["stat", d]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("written by   mqstore"), "{text}");
+    assert!(text.contains("last shutdown clean"), "{text}");
+    assert!(text.contains("1 topic(s), 2 queue(s)"), "{text}");
+    let row = |queue: &str| {
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|cols| cols.first() == Some(&"orders") && cols.get(1) == Some(&queue))
+            .unwrap_or_else(|| panic!("no row for orders/{queue}: {text}"))
+    };
+    // topic, queue, min, max, messages, files (4 units per file: orders/0 spans 2 files).
+    assert_eq!(row("0")[2..6], ["0", "5", "5", "2"]);
+    assert_eq!(row("1")[2..6], ["0", "3", "3", "1"]);
+    let end: u64 = put.iter().map(|p| p.2).max().unwrap();
+    assert!(text.contains("commit log   1 segment(s)"), "{text}");
+    let log_end = text
+        .lines()
+        .find(|l| l.starts_with("commit log"))
+        .and_then(|l| l.rsplit("end ").next())
+        .and_then(|e| e.trim().parse::<u64>().ok())
+        .unwrap();
+    assert!(
+        log_end > end,
+        "log end {log_end} should lie past the last record at {end}"
+    );
+
+    let out = mqstore(&["dump", d, "--topic", "orders", "--queue", "0", "--count", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("orders/0: offsets 0..5"), "{text}");
+    for (i, (_, _, offset, body)) in put.iter().take(3).enumerate() {
+        let line = text
+            .lines()
+            .find(|l| l.contains(body.as_str()))
+            .unwrap_or_else(|| panic!("body {body:?} missing: {text}"));
+        assert!(line.contains(&format!("order-{i}")), "keys missing: {line}");
+        assert!(
+            line.contains(if i % 2 == 0 { "TagA" } else { "TagB" }),
+            "tags missing: {line}"
+        );
+        assert!(line.contains(&offset.to_string()), "commit-log offset missing: {line}");
+    }
+    assert!(!text.contains("hello order 3"), "count 3 shows 3 messages: {text}");
+
+    // From an offset in the second file.
+    let out = mqstore(&["dump", d, "--topic", "orders", "--queue", "0", "--offset", "3"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.contains("hello order 3") && text.contains("hello order 4"),
+        "{text}"
+    );
+    assert!(!text.contains("hello order 2"), "{text}");
+
+    let out = mqstore(&["dump", d, "--commit-log-offset", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "total size",
+        "magic",
+        "0xdaa320a7 (V1)",
+        "topic                        orders",
+        "queue offset                 0",
+        "physical offset              0",
+        "TAGS=TagA",
+        "KEYS=order-0",
+        "region=eu",
+        "\"hello order 0\"",
+        "record CRC (__CRC32#)        ok",
+        "CRCs verify                  yes",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing: {text}");
+    }
+    let second = put[1].2.to_string();
+    let out = mqstore(&["dump", d, "--commit-log-offset", &second]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("hello order 1"));
+
+    // Not the start of a record; past the end of the log; a queue that does not exist.
+    let out = mqstore(&["dump", d, "--commit-log-offset", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("no valid record here"));
+    let out = mqstore(&["dump", d, "--commit-log-offset", &(log_end + 100).to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = mqstore(&["dump", d, "--topic", "orders", "--queue", "7"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("has queues 0, 1"), "{}", stderr(&out));
+
+    assert!(before == snapshot(dir.path()), "stat or dump changed the store");
+}
+
+#[test]
+fn dump_reports_a_damaged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = small_store(dir.path());
+    let segment = dir.path().join("commitlog").join("00000000000000000000");
+    let mut bytes = fs::read(&segment).unwrap();
+    // Flip a bit in the body of the second record ("hello order 1").
+    let body_at = bytes[put[1].2 as usize..]
+        .windows(13)
+        .position(|w| w == b"hello order 1")
+        .unwrap()
+        + put[1].2 as usize;
+    bytes[body_at] ^= 0x01;
+    fs::write(&segment, &bytes).unwrap();
+    let d = dir.path().to_str().unwrap();
+
+    let out = mqstore(&["dump", d, "--commit-log-offset", &put[1].2.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("MISMATCH") && text.contains("CRCs verify                  NO"),
+        "{text}"
+    );
+
+    let out = mqstore(&["dump", d, "--topic", "orders", "--queue", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("CRC MISMATCH"));
+}
+
+#[test]
+fn stat_reads_a_rocketmq_store_after_a_crash() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rocketmq-1.0.0-crash");
+    let before = snapshot(&fixture);
+    let out = mqstore(&["stat", fixture.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("written by   RocketMQ"), "{text}");
+    assert!(text.contains("not clean (abort marker present)"), "{text}");
+    assert!(text.contains("physicMsgTimestamp"), "{text}");
+    assert!(text.contains("2 topic(s), 6 queue(s)"), "{text}");
+    for (topic, queue, max) in [("orders", "0", "67"), ("orders", "3", "67"), ("audit-log", "1", "66")] {
+        assert!(
+            text.lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() > 3 && cols[0] == topic && cols[1] == queue && cols[3] == max
+            }),
+            "{topic}/{queue} should end at {max}: {text}"
+        );
+    }
+    let out = mqstore(&[
+        "dump",
+        fixture.to_str().unwrap(),
+        "--topic",
+        "audit-log",
+        "--queue",
+        "1",
+        "--offset",
+        "60",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 2 + 6, "header lines and offsets 60..66");
+    assert!(before == snapshot(&fixture), "stat or dump changed the fixture");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for args in [
+        &["bench", "--producers", "0"][..],
+        &["bench", "--size", "0"],
+        &["bench", "--messages", "0"],
+        &["bench", "--flush", "fastest"],
+        &["bench", "--size", "100000", "--segment-size", "65536"],
+        &["dump", d],
+        &["dump", d, "--topic", "t"],
+        &["dump", d, "--topic", "t", "--queue", "0", "--commit-log-offset", "0"],
+        &["stat"],
+        &["stat", "/nonexistent/mqstore-store"],
+        &["stat", d],
+        &["dump", "/nonexistent/mqstore-store", "--commit-log-offset", "0"],
+    ] {
+        let out = mqstore(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).is_empty(), "{args:?} should say what is wrong");
+        assert!(out.stdout.is_empty(), "{args:?} should print nothing on stdout");
+    }
+}
