@@ -110,6 +110,8 @@ impl<B: Backend> CommitLog<B> {
     ) -> Result<Self> {
         let segments = Arc::new(SegmentQueue::open(backend, dir, size)?);
         let end = segments.max_offset();
+        // With write buffers, appends never touch the file's pages: warming them is wasted work.
+        let warm_up = warm_up && pool.is_none();
         let allocator = Preallocator::start(Arc::clone(&segments), warm_up).at(dir)?;
         Ok(CommitLog {
             segments,
@@ -368,7 +370,15 @@ impl<B: Backend> FlushTarget for CommitLog<B> {
         let mut at = self.committed.load(Ordering::Acquire);
         let mut reached = at;
         while let Some(segment) = self.segments.find(at) {
-            let (committed, detached) = segment.commit();
+            let (committed, detached) = match segment.commit() {
+                Ok(done) => done,
+                Err(e) => {
+                    // As a failed flush: what was acknowledged may never reach the file.
+                    tracing::error!(error = %e, "committing write buffers failed; the store stops accepting writes");
+                    self.flush_failed.store(true, Ordering::Release);
+                    break;
+                }
+            };
             if let (Some(buffer), Some(pool)) = (detached, &self.pool) {
                 pool.give_back(buffer);
             }

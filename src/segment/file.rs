@@ -197,9 +197,9 @@ impl<S: Storage> Segment<S> {
     /// Copies appended bytes from the write buffer into the file. When the segment is full and
     /// all of it is in the file, the buffer is detached and handed back for reuse. Returns the
     /// committed position and the detached buffer, if any. A no-op for unbuffered segments.
-    pub fn commit(&self) -> (u64, Option<Arc<WriteBuffer>>) {
+    pub fn commit(&self) -> io::Result<(u64, Option<Arc<WriteBuffer>>)> {
         if !self.buffered {
-            return (self.readable(), None);
+            return Ok((self.readable(), None));
         }
         let _guard = self.commit_lock.lock();
         let from = self.committed.load(Ordering::Acquire);
@@ -212,7 +212,7 @@ impl<S: Storage> Segment<S> {
             // and only this committer, holding `commit_lock`, writes.
             unsafe {
                 let bytes = buffer.read(from as usize, (to - from) as usize);
-                self.storage.write(from as usize, bytes);
+                self.storage.write_through(from as usize, bytes)?;
             }
             self.committed.store(to, Ordering::Release);
         }
@@ -221,7 +221,7 @@ impl<S: Storage> Segment<S> {
         } else {
             None
         };
-        (self.committed(), detached)
+        Ok((self.committed(), detached))
     }
 
     /// Flushes published bytes not yet durable when at least `least_pages` pages are dirty (or

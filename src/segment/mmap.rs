@@ -49,6 +49,14 @@ impl Storage for MmapStorage {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(pos), data.len()) }
     }
 
+    unsafe fn write_through(&self, pos: usize, data: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        debug_assert!(pos + data.len() <= self.map.len());
+        // The page cache is shared with the mapping, so readers of the mapping see these bytes;
+        // a write that covers whole pages spares the kernel zeroing them first.
+        self._file.write_all_at(data, pos as u64)
+    }
+
     unsafe fn read(&self, pos: usize, len: usize) -> &[u8] {
         debug_assert!(pos + len <= self.map.len());
         // SAFETY: the caller guarantees the range is in bounds and not written while the slice

@@ -44,6 +44,18 @@ pub trait Storage: Send + Sync + 'static {
     /// those bytes is alive.
     unsafe fn write(&self, pos: usize, data: &[u8]);
 
+    /// Copies `data` to `pos` the way a bulk commit wants it: through the file (`pwrite`) where
+    /// the backend can, so that whole pages are filled without first being zeroed. Defaults to
+    /// [`write`](Storage::write).
+    ///
+    /// # Safety
+    /// As [`write`](Storage::write).
+    unsafe fn write_through(&self, pos: usize, data: &[u8]) -> io::Result<()> {
+        // SAFETY: the caller upholds `write`'s contract, which is this method's.
+        unsafe { self.write(pos, data) };
+        Ok(())
+    }
+
     /// Borrows `len` bytes at `pos`.
     ///
     /// # Safety
