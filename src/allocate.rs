@@ -1,7 +1,8 @@
 //! Allocation ahead of need (RocketMQ's AllocateMappedFileService): while the commit log
-//! writes one segment, a background thread creates, maps and warms the next, so that a roll-over
-//! under the append lock only installs a ready segment instead of allocating and faulting in a
-//! whole file.
+//! writes one segment, a background thread creates and maps the next, so that a roll-over under
+//! the append lock only installs a ready segment. Warm-up (faulting the pages in) then runs on
+//! the same thread *after* the segment is handed over, racing ahead of the writer instead of
+//! making it wait.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,7 +18,7 @@ struct State<S: crate::segment::Storage> {
     /// Start offset being prepared right now.
     busy: Option<u64>,
     /// A prepared segment (or why preparing it failed).
-    ready: Option<(u64, Result<Segment<S>>)>,
+    ready: Option<(u64, Result<Arc<Segment<S>>>)>,
     stop: bool,
 }
 
@@ -70,7 +71,7 @@ impl<B: Backend> Preallocator<B> {
 
     /// Takes the prepared segment starting at `start`, waiting if it is being prepared. `None`
     /// when nothing was prepared for it: the caller creates it itself.
-    pub fn take(&self, start: u64) -> Option<Result<Segment<B::Storage>>> {
+    pub fn take(&self, start: u64) -> Option<Result<Arc<Segment<B::Storage>>>> {
         let mut state = self.shared.state.lock();
         if state.wanted == Some(start) {
             state.wanted = None;
@@ -110,7 +111,7 @@ impl<B: Backend> Preallocator<B> {
 
 /// Removes the file of a prepared segment that will not be used, so it does not linger past the
 /// end of the log.
-fn discard<B: Backend>(segments: &SegmentQueue<B>, segment: Result<Segment<B::Storage>>) {
+fn discard<B: Backend>(segments: &SegmentQueue<B>, segment: Result<Arc<Segment<B::Storage>>>) {
     if let Ok(segment) = segment {
         let path = segment.path().to_path_buf();
         drop(segment);
@@ -134,13 +135,22 @@ fn run<B: Backend>(shared: &Shared<B>) {
         };
         state.busy = Some(start);
         drop(state);
-        let prepared = shared.segments.prepare(start, shared.warm_up);
+        let prepared = shared.segments.prepare(start, false).map(Arc::new);
         if let Err(e) = &prepared {
             tracing::warn!(start, error = %e, "preallocating the next segment failed; the roll-over will retry");
         }
+        let to_warm = prepared.as_ref().ok().filter(|_| shared.warm_up).cloned();
         state = shared.state.lock();
         state.busy = None;
         state.ready = Some((start, prepared));
         shared.cv.notify_all();
+        if let Some(segment) = to_warm {
+            drop(state);
+            if let Err(e) = segment.warm_up() {
+                tracing::warn!(start, error = %e, "warming up a segment failed");
+            }
+            drop(segment);
+            state = shared.state.lock();
+        }
     }
 }

@@ -87,7 +87,6 @@ pub struct CommitLog<B: Backend> {
     /// A flush failed: after a failed fsync the kernel may have dropped the dirty pages, so
     /// nothing written since can be trusted to reach the disk.
     flush_failed: AtomicBool,
-    warm_up: bool,
 }
 
 fn now_millis() -> u64 {
@@ -128,7 +127,6 @@ impl<B: Backend> CommitLog<B> {
             flushed_timestamp: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             flush_failed: AtomicBool::new(false),
-            warm_up,
         })
     }
 
@@ -262,23 +260,28 @@ impl<B: Backend> CommitLog<B> {
                 }
             },
         };
-        let prepared = match self.allocator.take(next_start) {
+        let mut prepared = match self.allocator.take(next_start) {
             Some(Ok(prepared)) => prepared,
             // Nothing prepared, or preparing failed (disk full?): try once more here, so the
-            // error the caller sees is this attempt's.
-            Some(Err(_)) | None => self.segments.prepare(next_start, self.warm_up)?,
+            // error the caller sees is this attempt's. No warm-up: the writer is waiting.
+            Some(Err(_)) | None => Arc::new(self.segments.prepare(next_start, false)?),
         };
-        let prepared = match self.pool.as_ref().map(|p| p.take()) {
-            Some(Some(buffer)) => prepared.with_buffer(buffer),
-            Some(None) => {
+        if let Some(pool) = &self.pool {
+            let attached = match (pool.take(), Arc::get_mut(&mut prepared)) {
+                (Some(buffer), Some(segment)) => segment.attach_buffer(buffer).map_err(|b| pool.give_back(b)).is_ok(),
+                (Some(buffer), None) => {
+                    pool.give_back(buffer);
+                    false
+                }
+                (None, _) => false,
+            };
+            if !attached {
                 tracing::warn!(
                     start = next_start,
-                    "write-buffer pool exhausted: this segment is written directly"
+                    "no write buffer free: this segment is written directly"
                 );
-                prepared
             }
-            None => prepared,
-        };
+        }
         let segment = self.segments.install(prepared)?;
         self.allocator.request(segment.end());
         let w = segment
@@ -317,21 +320,28 @@ impl<B: Backend> CommitLog<B> {
         let bytes = segment.read_from(0)?;
         let bytes: &[u8] = &bytes;
         let base = segment.start();
-        let mut pos = (from - base + 1) as usize;
-        // The physical offset a record carries at byte 28 equals its own position: with the
-        // magic at byte 4 that is a strong marker, so few candidates get a full decode.
-        while pos + codec::MIN_RECORD_LEN <= bytes.len() {
-            let magic = u32::from_be_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]);
-            if magic == codec::MAGIC_V1 || magic == codec::MAGIC_V2 {
-                let mut phys = [0u8; 8];
-                phys.copy_from_slice(&bytes[pos + 28..pos + 36]);
-                if u64::from_be_bytes(phys) == base + pos as u64
-                    && matches!(codec::decode(&bytes[pos..], verify), Ok(Frame::Record(_)))
-                {
-                    return Some(base + pos as u64);
-                }
+        let first = (from - base + 1) as usize;
+        // Both record magics share their first three bytes; a vectorised search for them skips
+        // zeros and garbage fast. The physical offset a record carries at byte 28 equals its own
+        // position: with the magic that is a strong marker, so few candidates get a full decode.
+        let prefix = &codec::MAGIC_V1.to_be_bytes()[..3];
+        let from_magic = first + 4;
+        for hit in memchr::memmem::find_iter(bytes.get(from_magic..)?, prefix) {
+            let pos = from_magic + hit - 4;
+            if pos + codec::MIN_RECORD_LEN > bytes.len() {
+                break;
             }
-            pos += 1;
+            let magic = u32::from_be_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]);
+            if magic != codec::MAGIC_V1 && magic != codec::MAGIC_V2 {
+                continue;
+            }
+            let mut phys = [0u8; 8];
+            phys.copy_from_slice(&bytes[pos + 28..pos + 36]);
+            if u64::from_be_bytes(phys) == base + pos as u64
+                && matches!(codec::decode(&bytes[pos..], verify), Ok(Frame::Record(_)))
+            {
+                return Some(base + pos as u64);
+            }
         }
         None
     }

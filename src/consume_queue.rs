@@ -88,6 +88,8 @@ pub struct ConsumeQueue<B: Backend> {
     max_physical: AtomicU64,
     /// Durable up to this queue offset.
     flushed: AtomicU64,
+    /// See [`ConsumeQueue::hole`].
+    hole: Mutex<Option<(u64, u64)>>,
 }
 
 impl<B: Backend> ConsumeQueue<B> {
@@ -112,6 +114,7 @@ impl<B: Backend> ConsumeQueue<B> {
             min_offset: AtomicU64::new(0),
             max_physical: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
+            hole: Mutex::new(None),
         };
         cq.recover_end()?;
         Ok(cq)
@@ -120,22 +123,44 @@ impl<B: Backend> ConsumeQueue<B> {
     /// Finds the end of the written units in the last segment (the first invalid unit) and the
     /// queue's minimum, after loading.
     fn recover_end(&self) -> Result<()> {
-        let Some((start, end, mut max_physical)) = self.segments.last().map(|last| {
+        // The end is after the last valid unit of the last file. An invalid unit before it is a
+        // hole (a lost page): remembered, so that recovery rebuilds the queue from the log.
+        let Some((start, end, mut max_physical, hole)) = self.segments.last().map(|last| {
             let bytes = last.read(0, last.size() as usize);
             let bytes = bytes.as_deref().unwrap_or(&[]);
             let mut end = 0u64;
             let mut max_physical = 0u64;
-            for chunk in bytes.chunks_exact(UNIT_SIZE as usize) {
-                let Some(u) = CqUnit::decode(chunk) else { break };
-                if !u.is_blank() {
-                    max_physical = u.end();
+            let mut first_invalid = None;
+            let mut hole = None;
+            let mut last_before_hole = 0u64;
+            for (i, chunk) in bytes.chunks_exact(UNIT_SIZE as usize).enumerate() {
+                let pos = i as u64 * UNIT_SIZE;
+                match CqUnit::decode(chunk) {
+                    Some(u) => {
+                        if let Some(at) = first_invalid.take() {
+                            hole.get_or_insert((last.start() + at) / UNIT_SIZE);
+                        }
+                        if !u.is_blank() {
+                            if hole.is_none() {
+                                last_before_hole = u.commit_log_offset;
+                            }
+                            max_physical = u.end();
+                        }
+                        end = pos + UNIT_SIZE;
+                    }
+                    None => {
+                        first_invalid.get_or_insert(pos);
+                    }
                 }
-                end += UNIT_SIZE;
             }
-            (last.start(), end, max_physical)
+            (last.start(), end, max_physical, hole.map(|h| (h, last_before_hole)))
         }) else {
             return Ok(());
         };
+        if let Some((at, _)) = hole {
+            tracing::warn!(topic = %self.topic, queue_id = self.queue_id, hole = at, "consume queue has a hole: it will be rebuilt from the log");
+        }
+        *self.hole.lock() = hole;
         self.segments.truncate(start + end, false)?;
         let max = (start + end) / UNIT_SIZE;
         self.max_offset.store(max, Ordering::Release);
@@ -152,6 +177,12 @@ impl<B: Backend> ConsumeQueue<B> {
         }
         self.min_offset.store(min, Ordering::Release);
         Ok(())
+    }
+
+    /// A hole found when the queue was loaded: (queue offset of the first missing unit,
+    /// commit-log offset of the last unit before it). Recovery rebuilds the queue from there.
+    pub fn hole(&self) -> Option<(u64, u64)> {
+        *self.hole.lock()
     }
 
     fn last_physical_before(&self, mut offset: u64) -> u64 {
@@ -304,11 +335,19 @@ impl<B: Backend> ConsumeQueue<B> {
         self.truncate_units(keep)
     }
 
-    /// Drops every unit at queue offset `offset` and above (they are about to be rebuilt from
-    /// the log).
-    pub fn truncate_from(&self, offset: u64) -> Result<()> {
+    /// Drops the units of records at or past commit-log offset `from`, and unreadable units
+    /// among them, so that a re-dispatch from `from` rebuilds them from the log (after a crash,
+    /// units past the checkpoint may be torn, or point at records that did not survive).
+    pub fn truncate_from_log_offset(&self, from: u64) -> Result<()> {
         let min_held = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
-        self.truncate_units(offset.max(min_held))
+        let mut keep = self.max_offset();
+        while keep > min_held {
+            match self.unit(keep - 1) {
+                Some(u) if u.is_blank() || u.commit_log_offset < from => break,
+                _ => keep -= 1,
+            }
+        }
+        self.truncate_units(keep)
     }
 
     fn truncate_units(&self, keep: u64) -> Result<()> {
@@ -337,6 +376,15 @@ impl<B: Backend> ConsumeQueue<B> {
     /// this is a binary search.
     pub fn correct_min_offset(&self, log_min: u64) {
         let (mut lo, mut hi) = (self.min_offset(), self.max_offset());
+        // Nothing removed below the first unit (the usual case): leave it. This also keeps a
+        // queue whose tail has holes after a crash (rebuilt later by recovery) away from the
+        // search below, which assumes units ordered without gaps.
+        if self
+            .unit(lo)
+            .is_some_and(|u| !u.is_blank() && u.commit_log_offset >= log_min)
+        {
+            return;
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.unit(mid) {

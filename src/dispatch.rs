@@ -35,22 +35,19 @@ pub struct Dispatched {
     pub last_timestamp: u64,
 }
 
-/// Dispatches every record in `from..limit` of `log` into `queues`. A damaged record is logged
-/// and skipped to the next valid one. Stops early only at the end of what is readable, or where
+/// Dispatches every record in `from..limit` of `log` into `queues`, passing over the `skip`
+/// ranges (damage recovery found; sorted). A record whose framing is damaged is logged and
+/// skipped to the next valid one. Stops early only at the end of what is readable, or where
 /// damage reaches the end of the active segment.
-///
-/// With `rebuild`, the first record met of each queue drops that queue's units from its queue
-/// offset on before writing: after a crash, units past the checkpoint may be torn or garbage,
-/// and the log is the truth for every record from `from`.
 pub fn dispatch_range<B: Backend>(
     log: &CommitLog<B>,
     queues: &QueueTable<B>,
     from: u64,
     limit: u64,
+    skip: &[(u64, u64)],
     warm_up: bool,
-    rebuild: bool,
 ) -> Result<Dispatched> {
-    let mut rebuilt: std::collections::HashSet<(String, u32)> = std::collections::HashSet::new();
+    let mut skip = skip.iter().copied().peekable();
     let mut offset = from;
     let mut last_timestamp = 0u64;
     let mut cached: Option<Arc<ConsumeQueue<B>>> = None;
@@ -62,6 +59,18 @@ pub fn dispatch_range<B: Backend>(
         loop {
             if offset >= limit {
                 break;
+            }
+            while skip.peek().is_some_and(|&(_, end)| end <= offset) {
+                skip.next();
+            }
+            if let Some(&(start, end)) = skip.peek()
+                && start <= offset
+            {
+                offset = end;
+                if offset >= segment.end() {
+                    break;
+                }
+                continue;
             }
             let bytes = segment.read_from(offset - segment.start());
             let entry = match CommitLog::<B>::entry_in(bytes.as_deref(), segment.end(), Verify::Framing) {
@@ -110,9 +119,6 @@ pub fn dispatch_range<B: Backend>(
                                     continue;
                                 }
                                 let q = queues.get_or_create(view.topic, view.queue_id)?;
-                                if rebuild && rebuilt.insert((view.topic.to_string(), view.queue_id)) {
-                                    q.truncate_from(view.queue_offset)?;
-                                }
                                 cached = Some(Arc::clone(&q));
                                 q
                             }
@@ -255,7 +261,7 @@ fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, queues: &QueueTa
         let from = shared.dispatched();
         let limit = log.max_offset();
         if from < limit && stalled_at != Some((from, limit)) {
-            match dispatch_range(log, queues, from, limit, warm_up, false) {
+            match dispatch_range(log, queues, from, limit, &[], warm_up) {
                 Ok(step) => {
                     let reached = step.offset;
                     if reached < limit {

@@ -46,6 +46,7 @@ pub mod recovery;
 pub mod segment;
 mod service;
 pub mod store;
+pub mod verify;
 
 pub use config::StoreConfig;
 pub use error::{Error, Result};

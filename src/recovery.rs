@@ -9,14 +9,19 @@
 //!    rule; with no checkpoint at all, the first segment.
 //! 2. **Scan**: every record from there is checked (framing, physical offset equal to its
 //!    position, CRC as the store requires).
-//! 3. **A bad record below `log_flushed`** was once durable: it is damage in the middle
-//!    (a flipped bit, a bad sector). It is reported, and the scan resumes at the next valid
-//!    record, so one damaged record never costs the valid ones after it.
-//! 4. **A bad record at or past `log_flushed`** is the torn tail of an interrupted write: the
-//!    log ends there. The rest of that segment is zeroed and synced (so stale bytes can never
-//!    be taken for records later), and whole segments past it go to `lost+found/`.
+//! 3. **Bytes that are not a record, with valid records after them** (in the same segment, or
+//!    in a later segment holding data) are damage: a flipped bit, a bad sector, or a page a
+//!    crash lost between pages that reached the disk. They are reported, and the scan resumes
+//!    at the next valid record (found by its magic and self-referencing physical offset), so
+//!    one bad spot never costs the records after it — including records acknowledged after a
+//!    checkpoint that was a second old.
+//! 4. **Bytes that are not a record, with nothing valid after them**, end the log: zeros are
+//!    the normal end; past `log_flushed` after a crash, a torn tail; otherwise damage at the
+//!    tail. The rest of that segment is zeroed and synced (so stale bytes can never be taken
+//!    for records later), and whole segments past it go to `lost+found/`.
 //! 5. Consume queues drop units past the end and are re-dispatched from the start point
-//!    (idempotently: units present are skipped, gaps become blank units).
+//!    (idempotently: units present are skipped, gaps become blank units); after a crash, or
+//!    when a queue has a hole, every unit from the start point on is rebuilt from the log.
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +66,8 @@ pub struct RecoveryReport {
     pub damaged: Vec<DamagedRange>,
     /// Where a torn tail was cut, if one was.
     pub torn_tail_at: Option<u64>,
+    /// Whether damage at the end of the log was cut (the last entry of `damaged`).
+    pub tail_cut: bool,
     /// Durable bytes missing: the checkpoint recorded the log as durable up to `.1`, but the
     /// valid log ends at `.0` (a segment file lost or cut short).
     pub missing_durable: Option<(u64, u64)>,
@@ -84,6 +91,7 @@ fn start_point<B: Backend>(
     last_written: usize,
     checkpoint: &Loaded,
     clean: bool,
+    rocketmq_store: bool,
 ) -> (usize, u64, &'static str) {
     let limit = segments.last().map_or(0, |s| s.end());
     let index_of = |offset: u64| {
@@ -98,6 +106,10 @@ fn start_point<B: Backend>(
             let flushed = cp.log_flushed.min(limit);
             (index_of(cp.dispatched.min(flushed)), flushed, "mqstore checkpoint")
         }
+        // A store mqstore created always has a valid slot unless the page was damaged; then its
+        // unprotected header may be garbage too (huge timestamps would start the scan far too
+        // late): start from the first segment.
+        Loaded::Timestamps(_) if !rocketmq_store => (0, 0, "checkpoint damaged: from the first segment"),
         Loaded::Timestamps(_) if clean => (
             last_written.saturating_sub(ROCKETMQ_NORMAL_SEGMENTS - 1),
             0,
@@ -108,7 +120,9 @@ fn start_point<B: Backend>(
             // the checkpoint's minimum timestamp minus three seconds.
             let min_ts = cp.min_timestamp();
             let idx = (0..=last_written).rev().find(|&i| {
-                let seg = &segments[i];
+                let Some(seg) = segments.get(i) else {
+                    return false;
+                };
                 matches!(
                     CommitLog::<B>::entry_in(seg.read_from(0).as_deref(), seg.end(), Verify::Framing),
                     Ok(Entry::Record(v)) if v.store_timestamp <= min_ts && v.store_timestamp != 0
@@ -130,6 +144,9 @@ pub fn recover<B: Backend>(
     warm_up: bool,
     lost_found: &Path,
 ) -> Result<RecoveryReport> {
+    // Stores RocketMQ created hold records with only the body CRC; their checkpoint has no
+    // mqstore slot until mqstore writes one.
+    let rocketmq_store = verify != Verify::RequireRecordCrc;
     let mut report = RecoveryReport {
         clean_shutdown: clean,
         ..Default::default()
@@ -142,7 +159,7 @@ pub fn recover<B: Backend>(
             .iter()
             .rposition(|seg| !first_bytes_zero(seg, 0, 8))
             .unwrap_or(0);
-        let (start_idx, flushed, rule) = start_point::<B>(&segments, last_written, checkpoint, clean);
+        let (start_idx, flushed, rule) = start_point::<B>(&segments, last_written, checkpoint, clean, rocketmq_store);
         report.start_rule = rule;
         let mut offset = segments.get(start_idx).map_or(log.min_offset(), |s| s.start());
         report.scanned_from = offset;
@@ -173,15 +190,32 @@ pub fn recover<B: Backend>(
                 }
                 Err(e) => e.to_string(),
             };
-            if offset >= flushed {
-                if !first_bytes_zero(segment, offset - segment.start(), 4096) {
+            // Not a record. If valid records follow (in this segment, or later segments hold
+            // data), the bytes here are damage — a flipped bit, a bad sector, or a page a crash
+            // lost between pages that did reach the disk — and the scan goes on past them, so
+            // one bad spot never costs the records after it. If nothing valid follows, this is
+            // the end of the log: the normal end (zeros), a torn tail, or damage at the tail.
+            let next = log
+                .next_valid_record(offset, verify)
+                .or_else(|| (idx < last_written).then(|| segment.end()));
+            let Some(next) = next else {
+                let zeros = first_bytes_zero(segment, offset - segment.start(), 8);
+                if offset >= flushed && zeros {
+                    // The normal end: the preallocated zeros after the last record.
+                } else if offset >= flushed && !clean {
                     tracing::warn!(offset, reason = %bad, "torn tail: the log ends here");
                     report.torn_tail_at = Some(offset);
+                } else {
+                    tracing::error!(offset, reason = %bad, "damage at the end of the log: cut");
+                    report.damaged.push(DamagedRange {
+                        start: offset,
+                        end: segment.end(),
+                        reason: bad,
+                    });
+                    report.tail_cut = true;
                 }
                 break 'scan;
-            }
-            // Below the durable point: damage, not a tear. Skip to the next valid record.
-            let next = log.next_valid_record(offset, verify).unwrap_or_else(|| segment.end());
+            };
             tracing::error!(start = offset, end = next, reason = %bad, "damaged commit-log range skipped");
             report.damaged.push(DamagedRange {
                 start: offset,
@@ -203,7 +237,7 @@ pub fn recover<B: Backend>(
         );
         report.missing_durable = Some((end, cp.log_flushed));
     }
-    let zero = !clean || report.torn_tail_at.is_some();
+    let zero = !clean || report.torn_tail_at.is_some() || report.tail_cut;
     let cut = log.set_end(end, zero, last_ts, report.scanned_from)?;
     if !cut.is_empty() {
         // They may be evidence of what went wrong: keep them out of the log, not deleted.
@@ -224,7 +258,25 @@ pub fn recover<B: Backend>(
         q.truncate_to_log(end)?;
         q.correct_min_offset(log.min_offset());
     }
-    report.dispatched_from = report.scanned_from.min(end);
-    dispatch_range(log, queues, report.dispatched_from, end, warm_up, !clean)?;
+    // A consume queue with a hole (a lost page) is rebuilt from the record before the hole.
+    let mut dispatch_from = report.scanned_from.min(end);
+    let mut rebuild = !clean;
+    for q in queues.all() {
+        if let Some((_, resume)) = q.hole() {
+            let start = log.segment_at(resume).map_or(log.min_offset(), |s| s.start());
+            dispatch_from = dispatch_from.min(start);
+            rebuild = true;
+        }
+    }
+    report.dispatched_from = dispatch_from;
+    if rebuild {
+        // After a crash the log is the truth from the scan start: units past the checkpoint may
+        // be torn, or point at records that did not survive. Drop them and dispatch again.
+        for q in queues.all() {
+            q.truncate_from_log_offset(dispatch_from)?;
+        }
+    }
+    let skip: Vec<(u64, u64)> = report.damaged.iter().map(|d| (d.start, d.end)).collect();
+    dispatch_range(log, queues, dispatch_from, end, &skip, warm_up)?;
     Ok(report)
 }

@@ -81,14 +81,15 @@ impl<S: Storage> Segment<S> {
         }
     }
 
-    /// Makes a fresh, not yet shared segment take its appends through `buffer`.
-    pub(crate) fn with_buffer(mut self, buffer: Arc<WriteBuffer>) -> Self {
-        debug_assert_eq!(*self.readable.get_mut(), 0);
-        if buffer.len() as u64 == self.size() && *self.readable.get_mut() == 0 {
-            self.buffered = true;
-            *self.buffer.get_mut() = Some(buffer);
+    /// Makes a fresh segment (not yet shared: `&mut`) take its appends through `buffer`. Gives
+    /// the buffer back if it does not fit (wrong size, or the segment already has data).
+    pub(crate) fn attach_buffer(&mut self, buffer: Arc<WriteBuffer>) -> Result<(), Arc<WriteBuffer>> {
+        if buffer.len() as u64 != self.size() || *self.readable.get_mut() != 0 || *self.claimed.get_mut() {
+            return Err(buffer);
         }
-        self
+        self.buffered = true;
+        *self.buffer.get_mut() = Some(buffer);
+        Ok(())
     }
 
     /// Whether appends go through a write buffer.
@@ -283,7 +284,7 @@ impl<S: Storage> Segment<S> {
         Ok(())
     }
 
-    /// Touches every page (warm-up).
+    /// Faults every page in ahead of the writer (warm-up); may run while the writer appends.
     pub fn warm_up(&self) -> io::Result<()> {
         self.storage.warm_up()
     }

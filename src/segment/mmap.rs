@@ -8,7 +8,6 @@ use fs4::FileExt;
 use memmap2::{Advice, MmapOptions, MmapRaw};
 
 use super::{Backend, Storage};
-use crate::segment::file::PAGE_SIZE;
 
 /// Segment files on the local file system, memory-mapped.
 #[derive(Clone, Copy, Debug, Default)]
@@ -74,19 +73,16 @@ impl Storage for MmapStorage {
     }
 
     fn warm_up(&self) -> io::Result<()> {
-        // Ask the kernel to populate, then fault every page in by writing the zero it already
-        // holds: a fresh preallocated segment is all zeros, and warm-up runs before the writer
-        // is handed out.
-        let _ = self.map.advise(Advice::WillNeed);
-        let zero = [0u8];
-        let mut pos = 0usize;
-        while pos < self.map.len() {
-            // SAFETY: `pos < len`; warm-up runs on a segment no writer or reader uses yet, and
-            // writes the value the byte already has.
-            unsafe { self.write(pos, &zero) };
-            pos += PAGE_SIZE as usize;
+        // Fault every page in for reading (the kernel allocates and zeroes the page-cache pages
+        // of the preallocated extents): the writer's first write to a page is then a cheap
+        // permission fault instead of an allocate-and-zero fault. The kernel does it all, no
+        // byte is accessed from here, so it may run while the writer appends; the pages are not
+        // dirtied, so no zeros are written back to disk.
+        match self.map.advise(Advice::PopulateRead) {
+            Ok(()) => Ok(()),
+            // Kernels before 5.14: settle for read-ahead.
+            Err(_) => self.map.advise(Advice::WillNeed),
         }
-        Ok(())
     }
 }
 

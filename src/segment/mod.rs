@@ -66,7 +66,8 @@ pub trait Storage: Send + Sync + 'static {
     /// after the data is on stable storage.
     fn flush(&self, pos: usize, len: usize) -> io::Result<()>;
 
-    /// Touches every page so that later writes do not fault (warm-up).
+    /// Faults every page in ahead of the writer (warm-up). Must be safe to run while the
+    /// writer appends: implementations touch no byte of the region themselves.
     fn warm_up(&self) -> io::Result<()>;
 }
 

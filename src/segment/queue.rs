@@ -54,7 +54,15 @@ impl<B: Backend> SegmentQueue<B> {
         }
         let segment_size = match size {
             SizeRule::Exactly(s) => s,
-            SizeRule::FromDisk(default) => parsed.first().map_or(default, |f| f.1),
+            // The size most files have: one damaged file must not make the others look wrong.
+            SizeRule::FromDisk(default) => {
+                let mut sizes: Vec<u64> = parsed.iter().map(|f| f.1).collect();
+                sizes.sort_unstable();
+                sizes
+                    .chunk_by(|a, b| a == b)
+                    .max_by_key(|run| run.len())
+                    .map_or(default, |run| run[0])
+            }
         };
         if segment_size == 0 {
             return Err(Error::layout(dir, "segment size is zero"));
@@ -156,7 +164,7 @@ impl<B: Backend> SegmentQueue<B> {
     pub fn create(&self, start: u64, warm_up: bool) -> Result<SegmentRef<B>> {
         self.check_follows(start)?;
         let segment = self.prepare(start, warm_up)?;
-        self.install(segment)
+        self.install(Arc::new(segment))
     }
 
     /// Creates and maps (and warms, if asked) the file of the segment at `start` without adding it
@@ -176,10 +184,9 @@ impl<B: Backend> SegmentQueue<B> {
     }
 
     /// Adds a prepared segment at the end of the queue.
-    pub fn install(&self, segment: Segment<B::Storage>) -> Result<SegmentRef<B>> {
+    pub fn install(&self, segment: SegmentRef<B>) -> Result<SegmentRef<B>> {
         let mut segments = self.segments.write();
         Self::follows(&self.dir, self.segment_size, segments.last(), segment.start())?;
-        let segment = Arc::new(segment);
         segments.push(Arc::clone(&segment));
         Ok(segment)
     }
