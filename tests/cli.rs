@@ -431,3 +431,59 @@ fn usage_errors_exit_2() {
         assert!(out.stdout.is_empty(), "{args:?} should print nothing on stdout");
     }
 }
+
+#[test]
+fn verify_exit_codes_and_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    {
+        let store = mqstore::MessageStore::open(
+            mqstore::StoreConfig::new(&dir)
+                .commit_log_segment_size(64 * 1024)
+                .consume_queue_units_per_segment(64),
+        )
+        .unwrap();
+        for i in 0..50u32 {
+            store.put(mqstore::Message::new("v", i % 2, vec![b'x'; 300])).unwrap();
+        }
+        store.close().unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    let out = mqstore(&["verify", d]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("consistent"));
+    let out = mqstore(&["verify", d, "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        json.trim_start().starts_with('{') && json.contains("\"consistent\":true"),
+        "{json}"
+    );
+
+    // Flip a bit in the body of the third record: damage, reported with its offset.
+    let seg = dir.join("commitlog/00000000000000000000");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let third = {
+        let first = u32::from_be_bytes(bytes[0..4].try_into().unwrap()) as usize;
+        let second = u32::from_be_bytes(bytes[first..first + 4].try_into().unwrap()) as usize;
+        first + second
+    };
+    bytes[third + 150] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+    let out = mqstore(&["verify", d]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("DAMAGE") && report.contains(&format!("@{third}")),
+        "{report}"
+    );
+    let out = mqstore(&["verify", d, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"consistent\":false"));
+
+    assert_eq!(mqstore(&["verify"]).status.code(), Some(2));
+    assert_eq!(
+        mqstore(&["verify", "/nonexistent/mqstore-store"]).status.code(),
+        Some(2)
+    );
+}
