@@ -1,5 +1,6 @@
-//! The append path allocates nothing per message beyond the encoded record: counted with a
-//! global allocator that tallies allocations made by the current thread.
+//! The append path allocates nothing per message: the encoded record's buffer is reused by the
+//! producer thread's next put. Counted with a global allocator that tallies the allocations of
+//! the current thread; segment roll-overs may allocate a little, amortised over many puts.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -68,14 +69,14 @@ fn allocations_per_put(policy: FlushPolicy) -> f64 {
 }
 
 #[test]
-fn one_allocation_per_put_async() {
-    // 1 MiB segments: about 12 roll-overs in the counted puts, each allowed a few allocations.
+fn no_allocation_per_put_async() {
+    // 1 MiB segments: a couple of roll-overs in the counted puts, each allowed a few allocations.
     let per_put = allocations_per_put(FlushPolicy::asynchronous());
-    assert!(per_put <= 1.05, "{per_put} allocations per put");
+    assert!(per_put < 0.01, "{per_put} allocations per put");
 }
 
 #[test]
-fn one_allocation_per_put_sync() {
+fn no_allocation_per_put_sync() {
     let per_put = allocations_per_put(FlushPolicy::sync());
-    assert!(per_put <= 1.05, "{per_put} allocations per put");
+    assert!(per_put < 0.01, "{per_put} allocations per put");
 }
