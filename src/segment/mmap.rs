@@ -86,6 +86,22 @@ impl Storage for MmapStorage {
     }
 }
 
+/// The entries of `dir`, sorted by name, with their metadata; a missing directory is empty.
+fn entries(dir: &Path) -> io::Result<Vec<(String, fs::Metadata)>> {
+    let read = match fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = entry?;
+        out.push((entry.file_name().to_string_lossy().into_owned(), entry.metadata()?));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     fail::fail_point!("dir-sync", |_| Err(io::Error::from_raw_os_error(5)));
     File::open(dir)?.sync_all()
@@ -122,38 +138,19 @@ impl Backend for MmapBackend {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<(String, u64)>> {
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            let meta = entry.metadata()?;
-            if meta.is_file() {
-                out.push((entry.file_name().to_string_lossy().into_owned(), meta.len()));
-            }
-        }
-        out.sort();
-        Ok(out)
+        Ok(entries(dir)?
+            .into_iter()
+            .filter(|(_, meta)| meta.is_file())
+            .map(|(name, meta)| (name, meta.len()))
+            .collect())
     }
 
     fn list_dirs(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                out.push(entry.file_name().to_string_lossy().into_owned());
-            }
-        }
-        out.sort();
-        Ok(out)
+        Ok(entries(dir)?
+            .into_iter()
+            .filter(|(_, meta)| meta.is_dir())
+            .map(|(name, _)| name)
+            .collect())
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
