@@ -84,8 +84,6 @@ pub struct ConsumeQueue<B: Backend> {
     max_offset: AtomicU64,
     /// First offset a reader may ask for.
     min_offset: AtomicU64,
-    /// End of the last record dispatched here: re-dispatching a record at or below it is a no-op.
-    max_physical: AtomicU64,
     /// Durable up to this queue offset.
     flushed: AtomicU64,
     /// See [`ConsumeQueue::hole`].
@@ -112,7 +110,6 @@ impl<B: Backend> ConsumeQueue<B> {
             assigned: AtomicU64::new(0),
             max_offset: AtomicU64::new(0),
             min_offset: AtomicU64::new(0),
-            max_physical: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             hole: Mutex::new(None),
         };
@@ -125,11 +122,10 @@ impl<B: Backend> ConsumeQueue<B> {
     fn recover_end(&self) -> Result<()> {
         // The end is after the last valid unit of the last file. An invalid unit before it is a
         // hole (a lost page): remembered, so that recovery rebuilds the queue from the log.
-        let Some((start, end, mut max_physical, hole)) = self.segments.last().map(|last| {
+        let Some((start, end, hole)) = self.segments.last().map(|last| {
             let bytes = last.read(0, last.size() as usize);
             let bytes = bytes.as_deref().unwrap_or(&[]);
             let mut end = 0u64;
-            let mut max_physical = 0u64;
             let mut first_invalid = None;
             let mut hole = None;
             let mut last_before_hole = 0u64;
@@ -140,11 +136,8 @@ impl<B: Backend> ConsumeQueue<B> {
                         if let Some(at) = first_invalid.take() {
                             hole.get_or_insert((last.start() + at) / UNIT_SIZE);
                         }
-                        if !u.is_blank() {
-                            if hole.is_none() {
-                                last_before_hole = u.commit_log_offset;
-                            }
-                            max_physical = u.end();
+                        if !u.is_blank() && hole.is_none() {
+                            last_before_hole = u.commit_log_offset;
                         }
                         end = pos + UNIT_SIZE;
                     }
@@ -153,7 +146,7 @@ impl<B: Backend> ConsumeQueue<B> {
                     }
                 }
             }
-            (last.start(), end, max_physical, hole.map(|h| (h, last_before_hole)))
+            (last.start(), end, hole.map(|h| (h, last_before_hole)))
         }) else {
             return Ok(());
         };
@@ -166,11 +159,6 @@ impl<B: Backend> ConsumeQueue<B> {
         self.max_offset.store(max, Ordering::Release);
         self.assigned.store(max, Ordering::Release);
         self.flushed.store(max, Ordering::Release);
-        if max_physical == 0 {
-            // The last segment held no real unit: look back for the previous one.
-            max_physical = self.last_physical_before(max);
-        }
-        self.max_physical.store(max_physical, Ordering::Release);
         let mut min = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
         while min < max && self.unit(min).is_some_and(|u| u.is_blank()) {
             min += 1;
@@ -183,19 +171,6 @@ impl<B: Backend> ConsumeQueue<B> {
     /// commit-log offset of the last unit before it). Recovery rebuilds the queue from there.
     pub fn hole(&self) -> Option<(u64, u64)> {
         *self.hole.lock()
-    }
-
-    fn last_physical_before(&self, mut offset: u64) -> u64 {
-        let floor = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
-        while offset > floor {
-            offset -= 1;
-            match self.unit(offset) {
-                Some(u) if !u.is_blank() => return u.end(),
-                Some(_) => {}
-                None => return 0,
-            }
-        }
-        0
     }
 
     /// The topic.
@@ -229,11 +204,6 @@ impl<B: Backend> ConsumeQueue<B> {
         self.assigned.load(Ordering::Acquire)
     }
 
-    /// End of the last record dispatched into this queue.
-    pub fn max_physical(&self) -> u64 {
-        self.max_physical.load(Ordering::Acquire)
-    }
-
     /// Units per segment file.
     pub fn units_per_segment(&self) -> u64 {
         self.segments.segment_size() / UNIT_SIZE
@@ -254,7 +224,7 @@ impl<B: Backend> ConsumeQueue<B> {
     pub fn put(&self, queue_offset: u64, unit: CqUnit, warm_up: bool) -> Result<bool> {
         let mut writer = self.writer.lock();
         let max = self.max_offset();
-        if queue_offset < max || (max > 0 && unit.end() <= self.max_physical()) {
+        if queue_offset < max {
             return Ok(false);
         }
         if queue_offset > max {
@@ -277,7 +247,6 @@ impl<B: Backend> ConsumeQueue<B> {
             w.publish();
             next += 1;
         }
-        self.max_physical.store(unit.end(), Ordering::Release);
         self.max_offset.store(next, Ordering::Release);
         if self.assigned() < next {
             // Only during recovery (no puts yet): keep the put counter at least at the end.
@@ -363,8 +332,6 @@ impl<B: Backend> ConsumeQueue<B> {
         self.max_offset.store(keep, Ordering::Release);
         self.assigned.store(keep, Ordering::Release);
         self.flushed.fetch_min(keep, Ordering::AcqRel);
-        self.max_physical
-            .store(self.last_physical_before(keep), Ordering::Release);
         if self.min_offset() > keep {
             self.min_offset.store(keep, Ordering::Release);
         }
@@ -375,21 +342,28 @@ impl<B: Backend> ConsumeQueue<B> {
     /// commit log), as RocketMQ's `correctMinOffset`. Units are ordered by commit-log offset, so
     /// this is a binary search.
     pub fn correct_min_offset(&self, log_min: u64) {
-        let (mut lo, mut hi) = (self.min_offset(), self.max_offset());
-        // Nothing removed below the first unit (the usual case): leave it. This also keeps a
-        // queue whose tail has holes after a crash (rebuilt later by recovery) away from the
-        // search below, which assumes units ordered without gaps.
-        if self
-            .unit(lo)
-            .is_some_and(|u| !u.is_blank() && u.commit_log_offset >= log_min)
-        {
+        // Whether the records from `at` on are still in the log, judged by the first real unit
+        // at or after it: blank units (fillers, or records lost to damage) and unreadable ones
+        // carry no offset. With no real unit near, the answer is "yes": the minimum must never
+        // move past messages that may still be there.
+        const LOOK_AHEAD: u64 = 256;
+        let (mut lo, max) = (self.min_offset(), self.max_offset());
+        let mut hi = max;
+        let kept = |at: u64| {
+            (at..max.min(at + LOOK_AHEAD))
+                .find_map(|i| self.unit(i).filter(|u| !u.is_blank()))
+                .is_none_or(|u| u.commit_log_offset >= log_min)
+        };
+        // Nothing removed below the first unit: the usual case.
+        if kept(lo) {
             return;
         }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.unit(mid) {
-                Some(u) if !u.is_blank() && u.commit_log_offset >= log_min => hi = mid,
-                _ => lo = mid + 1,
+            if kept(mid) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
             }
         }
         if lo > self.min_offset() {

@@ -195,9 +195,16 @@ pub fn recover<B: Backend>(
             // lost between pages that did reach the disk — and the scan goes on past them, so
             // one bad spot never costs the records after it. If nothing valid follows, this is
             // the end of the log: the normal end (zeros), a torn tail, or damage at the tail.
-            let next = log
-                .next_valid_record(offset, verify)
-                .or_else(|| (idx < last_written).then(|| segment.end()));
+            let next = log.next_valid_record(offset, verify).or_else(|| {
+                // Nothing valid left in this segment: is there a valid record in a later one?
+                segments[idx + 1..=last_written.max(idx)].iter().find_map(|later| {
+                    let bytes = later.read_from(0);
+                    match CommitLog::<B>::entry_in(bytes.as_deref(), later.end(), verify) {
+                        Ok(Entry::Record(v)) if v.physical_offset == later.start() => Some(later.start()),
+                        _ => log.next_valid_record(later.start(), verify),
+                    }
+                })
+            });
             let Some(next) = next else {
                 let zeros = first_bytes_zero(segment, offset - segment.start(), 8);
                 if offset >= flushed && zeros {
@@ -258,9 +265,15 @@ pub fn recover<B: Backend>(
         q.truncate_to_log(end)?;
         q.correct_min_offset(log.min_offset());
     }
-    // A consume queue with a hole (a lost page) is rebuilt from the record before the hole.
+    // A consume queue with a hole (a lost page) is rebuilt from the record before the hole. A log
+    // that ends before the checkpoint's durable point (a lost segment) discredits the checkpoint:
+    // every queue is rebuilt from the start of the log.
     let mut dispatch_from = report.scanned_from.min(end);
     let mut rebuild = !clean;
+    if report.missing_durable.is_some() {
+        dispatch_from = log.min_offset();
+        rebuild = true;
+    }
     for q in queues.all() {
         if let Some((_, resume)) = q.hole() {
             let start = log.segment_at(resume).map_or(log.min_offset(), |s| s.start());

@@ -480,6 +480,19 @@ impl<B: Backend> MessageStore<B> {
                 next += 1;
                 continue;
             }
+            if unit.end() > self.log.max_offset() {
+                // Past the end of the log: the unit is damaged, not its record removed.
+                let e = Error::CorruptConsumeQueue {
+                    topic: cq.topic().to_string(),
+                    queue_id: cq.queue_id(),
+                    queue_offset: next,
+                    reason: format!("unit points past the end of the log, at {}", unit.commit_log_offset),
+                };
+                if messages.is_empty() {
+                    return Err(e);
+                }
+                break;
+            }
             let msg = match self.read_unit(&cq, next, unit.commit_log_offset, unit.size) {
                 Ok(Some(msg)) => msg,
                 Ok(None) => {

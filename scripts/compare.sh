@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The machine's ceilings, the peer crates and mqstore on the same workload, in one run, so the
+# figures can be compared as ratios (these machines are shared and their disks change speed).
+# See docs/performance.md. Takes about 10 minutes (plus the peers' first cold build).
+#   REPS (3): repetitions of each mqstore run; PEERS, N_ASYNC, N_SYNC1, N_SYNC8: see shared/peers/run.sh.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${SHARED:-$ROOT/../shared}
+REPS=${REPS:-3}
+N_ASYNC=${N_ASYNC:-1000000}
+N_SYNC1=${N_SYNC1:-2000}
+N_SYNC8=${N_SYNC8:-20000}
+N_SYNC64=${N_SYNC64:-200000}
+export REPS N_ASYNC N_SYNC1 N_SYNC8
+
+(cd "$ROOT" && cargo build --release -q)
+BIN="$ROOT/target/release/mqstore"
+
+echo "# ceilings ($(date -u +%FT%TZ))"
+bash "$SHARED/limits/ceilings.sh"
+
+echo "# peers"
+bash "$SHARED/peers/run.sh" 2>&1 | grep -E '^(peer=|# medians|# rocketmq|default|crc-on)'
+
+echo "# mqstore (1 KiB bodies, 4 queues, 1 GiB segments as the peers use; median of $REPS)"
+run() { # label args...
+  local label=$1; shift
+  for _ in $(seq 1 "$REPS"); do
+    "$BIN" bench --json --size 1024 --queues 4 --segment-size 1073741824 "$@"
+  done | python3 -c '
+import json, statistics, sys
+rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]
+med = lambda k: statistics.median(r[k] for r in rows)
+print(f"mqstore={sys.argv[1]} flush={rows[0][\"flush\"]} producers={rows[0][\"producers\"]} msgs={rows[0][\"messages\"]} "
+      f"append_msgs_per_s={med(\"append_msgs_per_s\"):.0f} append_MiBps={med(\"append_mib_per_s\"):.1f} "
+      f"read_msgs_per_s={med(\"read_msgs_per_s\"):.0f} p50_us={med(\"p50_us\"):.1f} p99_us={med(\"p99_us\"):.1f} "
+      f"p999_us={med(\"p999_us\"):.1f} runs={len(rows)}")' "$label"
+}
+run async-1     --flush async    --producers 1  --messages "$N_ASYNC"
+run buffered-1  --flush buffered --producers 1  --messages "$N_ASYNC"
+run sync-1      --flush sync     --producers 1  --messages "$N_SYNC1"
+run sync-8      --flush sync     --producers 8  --messages "$N_SYNC8"
+run sync-64     --flush sync     --producers 64 --messages "$N_SYNC64"
