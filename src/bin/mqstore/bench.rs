@@ -299,7 +299,9 @@ pub fn run(args: BenchArgs) -> Result<Outcome, Failure> {
     for plan in plans {
         let report = run_mode(plan, progress)?;
         if args.json {
-            println!("{}", report.json());
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", report.json())?;
+            out.flush()?;
         }
         let mode = report.plan.mode.name();
         if report.put_errors > 0 || report.put_not_ok > 0 {
