@@ -129,13 +129,18 @@ fn slow_disk_gives_flush_disk_timeout_with_the_record_appended() {
     let dir = tempfile::tempdir().unwrap();
     let (policy, _probes) = checked_policy(Duration::from_millis(20), Duration::from_millis(300));
     let store = MessageStore::open(common::small_config(dir.path()).flush_policy(policy)).unwrap();
-    let r = store.put(Message::new("slow", 0, b"late".to_vec())).unwrap();
-    assert_eq!(r.status, PutStatus::FlushDiskTimeout);
-    // Appended and visible: FlushDiskTimeout is not a rollback.
-    let g = store.get("slow", 0, r.queue_offset, 1).unwrap();
-    assert_eq!(g.messages[0].body(), b"late");
-    // Once the sync completes, later puts are acknowledged normally.
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::scope(|s| {
+        // The first put leads a sync that takes 300 ms: it returns once its bytes are durable.
+        let leader = s.spawn(|| store.put(Message::new("slow", 0, b"first".to_vec())).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        // A put arriving meanwhile waits for the next sync, longer than its 20 ms timeout.
+        let r = store.put(Message::new("slow", 0, b"late".to_vec())).unwrap();
+        assert_eq!(r.status, PutStatus::FlushDiskTimeout);
+        // Appended and visible: FlushDiskTimeout is not a rollback.
+        let g = store.get("slow", 0, r.queue_offset, 1).unwrap();
+        assert_eq!(g.messages[0].body(), b"late");
+        assert_eq!(leader.join().unwrap().status, PutStatus::Ok);
+    });
     store.close().unwrap();
 }
 
