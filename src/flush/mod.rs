@@ -141,8 +141,8 @@ enum Kind {
 pub struct FlushPolicy(Kind);
 
 impl FlushPolicy {
-    /// Group commit: a put returns only once its bytes are durable; one flusher thread syncs for
-    /// all waiting puts at once.
+    /// Group commit: a put returns only once its bytes are durable. The first waiting put leads
+    /// a sync of everything appended so far; puts arriving meanwhile share the next one.
     pub fn sync() -> Self {
         FlushPolicy(Kind::Sync(SyncFlush {
             timeout: Duration::from_millis(5000),
