@@ -219,9 +219,8 @@ pub enum GetStatus {
     OffsetOverflowOne,
     /// The offset is below the queue's minimum (removed by retention).
     OffsetTooSmall,
-    /// The queue does not exist.
-    NoMatchedLogicQueue,
-    /// The queue has no message yet.
+    /// The queue has no message yet (also for a queue never written: queues exist from their
+    /// first put, as RocketMQ creates them on lookup).
     NoMessageInQueue,
 }
 
