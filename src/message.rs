@@ -219,8 +219,9 @@ pub enum GetStatus {
     OffsetOverflowOne,
     /// The offset is below the queue's minimum (removed by retention).
     OffsetTooSmall,
-    /// The queue has no message yet (also for a queue never written: queues exist from their
-    /// first put, as RocketMQ creates them on lookup).
+    /// The queue does not exist.
+    NoMatchedLogicQueue,
+    /// The queue has no message yet.
     NoMessageInQueue,
 }
 
