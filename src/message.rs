@@ -219,7 +219,9 @@ pub enum GetStatus {
     OffsetOverflowOne,
     /// The offset is below the queue's minimum (removed by retention).
     OffsetTooSmall,
-    /// The queue does not exist.
+    /// RocketMQ's status for a queue that does not exist. Kept for brokers that map RocketMQ's
+    /// codes; this store answers `NoMessageInQueue` for a queue never written, as RocketMQ does
+    /// in practice (it creates queues on lookup).
     NoMatchedLogicQueue,
     /// The queue has no message yet.
     NoMessageInQueue,
