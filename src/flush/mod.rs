@@ -99,6 +99,10 @@ pub trait Flusher: Send + Sync + 'static {
 pub struct SyncFlush {
     /// How long a put waits for its flush before returning `FlushDiskTimeout` (default 5 s).
     pub timeout: Duration,
+    /// Write buffers to append through (default none: appends go to the mapping). With them, the
+    /// sync leader writes the buffered bytes to the file (`pwrite`) before syncing, so appends
+    /// never fault on pages a previous sync left write-protected.
+    pub write_buffers: usize,
 }
 
 /// Settings of [`FlushPolicy::asynchronous`] (RocketMQ's ASYNC_FLUSH).
@@ -146,6 +150,7 @@ impl FlushPolicy {
     pub fn sync() -> Self {
         FlushPolicy(Kind::Sync(SyncFlush {
             timeout: Duration::from_millis(5000),
+            write_buffers: 0,
         }))
     }
 
@@ -179,13 +184,18 @@ impl FlushPolicy {
         }))
     }
 
-    /// Sets the number of write buffers and whether to lock them in memory (buffered policy
-    /// only).
+    /// Sets the number of write buffers and whether to lock them in memory (buffered policy;
+    /// for the sync policy, appends then go through that many buffers, see
+    /// [`SyncFlush::write_buffers`]).
     #[must_use]
     pub fn with_buffers(mut self, buffers: usize, lock_memory: bool) -> Self {
-        if let Kind::Buffered(b) = &mut self.0 {
-            b.buffers = buffers;
-            b.lock_memory = lock_memory;
+        match &mut self.0 {
+            Kind::Buffered(b) => {
+                b.buffers = buffers;
+                b.lock_memory = lock_memory;
+            }
+            Kind::Sync(s) => s.write_buffers = buffers,
+            _ => {}
         }
         self
     }
@@ -234,6 +244,7 @@ impl FlushPolicy {
     pub(crate) fn write_buffers(&self) -> Option<(usize, bool)> {
         match &self.0 {
             Kind::Buffered(b) => Some((b.buffers, b.lock_memory)),
+            Kind::Sync(s) if s.write_buffers > 0 => Some((s.write_buffers, false)),
             _ => None,
         }
     }
