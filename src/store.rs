@@ -455,6 +455,8 @@ impl<B: Backend> MessageStore<B> {
         let mut bytes = 0usize;
         let mut next = offset;
         let mut removed = false;
+        // One look at the log's bounds per call, not per unit (the minimum takes a lock).
+        let (log_min, log_end) = (self.log.min_offset(), self.log.max_offset());
         while next < scan_limit && messages.len() < want {
             let Some(unit) = cq.unit(next) else {
                 if messages.is_empty() {
@@ -475,33 +477,31 @@ impl<B: Backend> MessageStore<B> {
             if !messages.is_empty() && bytes + unit.size as usize > self.config.max_get_bytes {
                 break;
             }
-            if unit.commit_log_offset < self.log.min_offset() {
+            if unit.commit_log_offset < log_min {
                 removed = true;
                 next += 1;
                 continue;
             }
-            if unit.end() > self.log.max_offset() {
+            let read = if unit.end() > log_end {
                 // Past the end of the log: the unit is damaged, not its record removed.
-                let e = Error::CorruptConsumeQueue {
+                Err(Error::CorruptConsumeQueue {
                     topic: cq.topic().to_string(),
                     queue_id: cq.queue_id(),
                     queue_offset: next,
                     reason: format!("unit points past the end of the log, at {}", unit.commit_log_offset),
-                };
-                if messages.is_empty() {
-                    return Err(e);
-                }
-                break;
-            }
-            let msg = match self.read_unit(&cq, next, unit.commit_log_offset, unit.size) {
+                })
+            } else {
+                self.read_unit(&cq, next, unit.commit_log_offset, unit.size)
+            };
+            let msg = match read {
                 Ok(Some(msg)) => msg,
                 Ok(None) => {
                     removed = true;
                     next += 1;
                     continue;
                 }
-                // A damaged record ends the batch before it; asked for first, it is the error,
-                // so the caller learns where it is and can skip it.
+                // A damaged unit or record ends the batch before it; asked for first, it is the
+                // error, so the caller learns where it is and can skip it.
                 Err(e) if messages.is_empty() => return Err(e),
                 Err(_) => break,
             };
