@@ -234,7 +234,8 @@ impl<B: Backend> ConsumeQueue<B> {
             );
         }
         let mut next = max;
-        if self.segments.is_empty() && queue_offset > 0 {
+        // Checked in this order so the common case (a queue with units) takes no lock here.
+        if max == 0 && queue_offset > 0 && self.segments.is_empty() {
             // A queue whose first file is created past 0: start at the file holding the offset.
             let per = self.units_per_segment();
             next = queue_offset - queue_offset % per;
