@@ -2,17 +2,24 @@
 //!
 //! A put that needs its bytes durable becomes the *leader* if no sync is running: it syncs
 //! everything appended so far in one call, publishes the durable offset only after that call
-//! returned, and wakes every waiter. Puts that arrive while a sync runs wait; when it ends, those
-//! it did not cover elect the next leader among themselves, whose one sync covers them all: that
-//! is the group. No flusher thread sits between a put and its sync, so a lone producer pays one
-//! sync and no thread hand-off, and many producers share each sync.
+//! returned, and wakes the waiters. Puts that arrive while a sync runs wait; the next sync, led
+//! by one of them, covers them all: that is the group. No flusher thread sits between a put and
+//! its sync, so a lone producer pays one sync and no thread hand-off, and many producers share
+//! each sync.
+//!
+//! Waking is targeted. Each waiter parks its own thread; when a sync ends, its leader first
+//! unparks one waiter the sync did not cover, which leads the next sync at once, then unparks
+//! exactly the waiters the sync covered. A condition variable would instead wake every waiter
+//! through one mutex, one after another, and the next sync would start only when its leader's
+//! turn came: with dozens of producers on few cores that chain, not the disk, set the latency.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use super::{FlushOutcome, FlushTarget, Flusher};
 
@@ -21,10 +28,15 @@ pub struct GroupCommit {
     timeout: Duration,
     target: OnceLock<Arc<dyn FlushTarget>>,
     state: Mutex<State>,
-    /// Wakes waiting puts when a sync ends.
-    done: Condvar,
     /// Durable offset, readable without the lock for the fast path.
     durable: AtomicU64,
+}
+
+/// A put waiting for its bytes to become durable.
+struct Waiter {
+    /// Its end offset: durable once `durable >= end`.
+    end: u64,
+    thread: Thread,
 }
 
 #[derive(Default)]
@@ -35,6 +47,10 @@ struct State {
     stopped: bool,
     /// Syncs completed (for tests and stats).
     syncs: u64,
+    /// Parked puts, in arrival order.
+    waiters: Vec<Waiter>,
+    /// An empty vector kept for the next wake-up, so that waking allocates nothing.
+    spare: Vec<Waiter>,
 }
 
 impl GroupCommit {
@@ -44,7 +60,6 @@ impl GroupCommit {
             timeout,
             target: OnceLock::new(),
             state: Mutex::new(State::default()),
-            done: Condvar::new(),
             durable: AtomicU64::new(0),
         }
     }
@@ -57,6 +72,40 @@ impl GroupCommit {
     /// Number of syncs done so far.
     pub fn syncs(&self) -> u64 {
         self.state.lock().syncs
+    }
+
+    /// Runs one sync as leader and wakes the waiters it concerns. Called with `syncing` set.
+    fn lead(&self, target: &dyn FlushTarget) {
+        let result = target.flush(0);
+        let mut state = self.state.lock();
+        state.syncing = false;
+        let durable = match result {
+            Ok(durable) => {
+                // Published only after the sync returned: no waiter is ever woken for bytes not
+                // yet on stable storage.
+                state.syncs += 1;
+                self.durable.fetch_max(durable, Ordering::AcqRel).max(durable)
+            }
+            Err(e) => {
+                // After a failed fsync the kernel may have dropped the dirty pages: nothing
+                // pending can be acknowledged any more ("fsyncgate").
+                tracing::error!(error = %e, "commit-log sync failed; the store stops acknowledging");
+                state.failed = true;
+                u64::MAX
+            }
+        };
+        let mut covered = std::mem::take(&mut state.spare);
+        covered.extend(state.waiters.extract_if(.., |w| w.end <= durable));
+        // The oldest uncovered waiter leads next; wake it first so the disk idles least.
+        let next = state.waiters.first().map(|w| w.thread.clone());
+        drop(state);
+        if let Some(next) = next {
+            next.unpark();
+        }
+        for w in covered.drain(..) {
+            w.thread.unpark();
+        }
+        self.state.lock().spare = covered;
     }
 }
 
@@ -76,8 +125,14 @@ impl Flusher for GroupCommit {
             return FlushOutcome::Failed;
         };
         let deadline = Instant::now() + self.timeout;
+        let me = std::thread::current();
         let mut state = self.state.lock();
         loop {
+            // Whoever wakes this thread has removed it from the waiters, or it timed out or woke
+            // spuriously: either way it is not listed while it checks.
+            if let Some(i) = state.waiters.iter().position(|w| w.thread.id() == me.id()) {
+                state.waiters.remove(i);
+            }
             if self.durable.load(Ordering::Acquire) >= end_offset {
                 return FlushOutcome::Durable;
             }
@@ -91,39 +146,33 @@ impl Flusher for GroupCommit {
                 // Lead: one sync for everything appended so far, this put's bytes included.
                 state.syncing = true;
                 drop(state);
-                let result = target.flush(0);
+                self.lead(target.as_ref());
                 state = self.state.lock();
-                state.syncing = false;
-                match result {
-                    Ok(durable) => {
-                        // Published only after the sync returned: no waiter is ever woken for
-                        // bytes not yet on stable storage.
-                        self.durable.fetch_max(durable, Ordering::AcqRel);
-                        state.syncs += 1;
-                    }
-                    Err(e) => {
-                        // After a failed fsync the kernel may have dropped the dirty pages:
-                        // nothing pending can be acknowledged any more ("fsyncgate").
-                        tracing::error!(error = %e, "commit-log sync failed; the store stops acknowledging");
-                        state.failed = true;
-                    }
-                }
-                self.done.notify_all();
                 continue;
             }
-            if self.done.wait_until(&mut state, deadline).timed_out() {
-                return if self.durable.load(Ordering::Acquire) >= end_offset {
-                    FlushOutcome::Durable
-                } else {
-                    FlushOutcome::TimedOut
-                };
+            let now = Instant::now();
+            if now >= deadline {
+                return FlushOutcome::TimedOut;
             }
+            state.waiters.push(Waiter {
+                end: end_offset,
+                thread: me.clone(),
+            });
+            drop(state);
+            // An unpark that comes before this park makes it return at once: no wake-up is lost
+            // between listing this waiter and parking.
+            std::thread::park_timeout(deadline - now);
+            state = self.state.lock();
         }
     }
 
     fn stop(&self) {
         let mut state = self.state.lock();
         state.stopped = true;
-        self.done.notify_all();
+        let waiters = std::mem::take(&mut state.waiters);
+        drop(state);
+        for w in waiters {
+            w.thread.unpark();
+        }
     }
 }
