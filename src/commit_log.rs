@@ -166,6 +166,8 @@ impl<B: Backend> CommitLog<B> {
         state.writer = None;
         let removed = self.segments.truncate(end, zero)?;
         self.written.store(end, Ordering::Release);
+        // Lowered too: write buffers attached to segments created after the cut commit from here.
+        self.committed.store(end, Ordering::Release);
         self.flushed.store(durable_below.min(end), Ordering::Release);
         state.last_store_timestamp = last_store_timestamp;
         self.last_timestamp.store(last_store_timestamp, Ordering::Release);

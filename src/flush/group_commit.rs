@@ -139,7 +139,9 @@ impl Flusher for GroupCommit {
             if state.failed {
                 return FlushOutcome::Failed;
             }
-            if state.stopped {
+            let now = Instant::now();
+            // Also when this thread's own syncs do not reach its bytes: never spin.
+            if state.stopped || now >= deadline {
                 return FlushOutcome::TimedOut;
             }
             if !state.syncing {
@@ -149,10 +151,6 @@ impl Flusher for GroupCommit {
                 self.lead(target.as_ref());
                 state = self.state.lock();
                 continue;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return FlushOutcome::TimedOut;
             }
             state.waiters.push(Waiter {
                 end: end_offset,
