@@ -3,6 +3,11 @@
 //! the append lock only installs a ready segment. Warm-up (faulting the pages in) then runs on
 //! the same thread *after* the segment is handed over, racing ahead of the writer instead of
 //! making it wait.
+//!
+//! With zero-fill on, the thread also writes each prepared segment's zeros to disk before
+//! handing it over, at idle I/O priority. That is an optimisation only (the file already reads
+//! as zeros): when the writer needs the segment before its zeros are all written, the fill stops
+//! at the next chunk and the writer takes the segment as it is.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,6 +22,8 @@ struct State<S: crate::segment::Storage> {
     wanted: Option<u64>,
     /// Start offset being prepared right now.
     busy: Option<u64>,
+    /// The writer waits for the segment being prepared: stop zero-filling it.
+    hurry: bool,
     /// A prepared segment (or why preparing it failed).
     ready: Option<(u64, Result<Arc<Segment<S>>>)>,
     stop: bool,
@@ -27,6 +34,7 @@ struct Shared<B: Backend> {
     cv: Condvar,
     segments: Arc<SegmentQueue<B>>,
     warm_up: bool,
+    zero_fill: bool,
 }
 
 /// Prepares the next segment of a queue in the background.
@@ -36,18 +44,21 @@ pub struct Preallocator<B: Backend> {
 }
 
 impl<B: Backend> Preallocator<B> {
-    /// Starts the allocation thread for `segments`.
-    pub fn start(segments: Arc<SegmentQueue<B>>, warm_up: bool) -> std::io::Result<Self> {
+    /// Starts the allocation thread for `segments`; `warm_up` and `zero_fill` as the store's
+    /// configuration says.
+    pub fn start(segments: Arc<SegmentQueue<B>>, warm_up: bool, zero_fill: bool) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 wanted: None,
                 busy: None,
+                hurry: false,
                 ready: None,
                 stop: false,
             }),
             cv: Condvar::new(),
             segments,
             warm_up,
+            zero_fill,
         });
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -77,6 +88,7 @@ impl<B: Backend> Preallocator<B> {
             state.wanted = None;
         }
         while state.busy == Some(start) {
+            state.hurry = true;
             self.shared.cv.wait(&mut state);
         }
         match state.ready.take() {
@@ -95,6 +107,7 @@ impl<B: Backend> Preallocator<B> {
         {
             let mut state = self.shared.state.lock();
             state.stop = true;
+            state.hurry = true;
             state.wanted = None;
             self.shared.cv.notify_all();
         }
@@ -122,6 +135,11 @@ fn discard<B: Backend>(segments: &SegmentQueue<B>, segment: Result<Arc<Segment<B
 }
 
 fn run<B: Backend>(shared: &Shared<B>) {
+    if shared.zero_fill
+        && let Err(e) = crate::segment::idle_io_priority()
+    {
+        tracing::debug!(error = %e, "could not lower the allocation thread's I/O priority");
+    }
     let mut state = shared.state.lock();
     loop {
         while !state.stop && (state.wanted.is_none() || state.ready.is_some()) {
@@ -134,8 +152,19 @@ fn run<B: Backend>(shared: &Shared<B>) {
             continue;
         };
         state.busy = Some(start);
+        state.hurry = false;
         drop(state);
-        let prepared = shared.segments.prepare(start, false).map(Arc::new);
+        let prepared = shared.segments.prepare(start, false).map(|mut segment| {
+            if shared.zero_fill {
+                let hurry = || shared.state.lock().hurry;
+                match segment.write_zeros(&hurry) {
+                    Ok(true) => {}
+                    Ok(false) => tracing::debug!(start, "zero-fill cut short: the writer needs the segment"),
+                    Err(e) => tracing::warn!(start, error = %e, "zero-filling a segment failed; it is used as it is"),
+                }
+            }
+            Arc::new(segment)
+        });
         if let Err(e) = &prepared {
             tracing::warn!(start, error = %e, "preallocating the next segment failed; the roll-over will retry");
         }

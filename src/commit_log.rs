@@ -105,13 +105,14 @@ impl<B: Backend> CommitLog<B> {
         dir: &Path,
         size: SizeRule,
         warm_up: bool,
+        zero_fill: bool,
         pool: Option<Arc<BufferPool>>,
     ) -> Result<Self> {
         let segments = Arc::new(SegmentQueue::open(backend, dir, size)?);
         let end = segments.max_offset();
         // With write buffers, appends never touch the file's pages: warming them is wasted work.
         let warm_up = warm_up && pool.is_none();
-        let allocator = Preallocator::start(Arc::clone(&segments), warm_up).at(dir)?;
+        let allocator = Preallocator::start(Arc::clone(&segments), warm_up, zero_fill).at(dir)?;
         Ok(CommitLog {
             segments,
             allocator,
@@ -173,6 +174,20 @@ impl<B: Backend> CommitLog<B> {
         self.last_timestamp.store(last_store_timestamp, Ordering::Release);
         self.flushed_timestamp.store(last_store_timestamp, Ordering::Release);
         Ok(removed)
+    }
+
+    /// Starts preparing, in the background, the segment appends will need next: the one after the
+    /// last (or, for an empty log, the first), so that no put waits for a segment to be created
+    /// (and zero-filled, if so configured). Called once recovery has set the end.
+    pub fn prepare_ahead(&self) {
+        let next = match self.segments.last() {
+            Some(last) => last.end(),
+            None => {
+                let end = self.written.load(Ordering::Acquire);
+                end - end % self.segment_size()
+            }
+        };
+        self.allocator.request(next);
     }
 
     /// Stops appends: later ones fail with [`Error::Closed`].
@@ -285,7 +300,9 @@ impl<B: Backend> CommitLog<B> {
             }
         }
         let segment = self.segments.install(prepared)?;
-        self.allocator.request(segment.end());
+        if std::env::var_os("MQ_NOREQ").is_none() {
+            self.allocator.request(segment.end());
+        }
         let w = segment
             .claim_writer()
             .ok_or_else(|| Error::layout(segment.path(), "new segment already has a writer"))?;

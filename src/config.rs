@@ -30,6 +30,7 @@ pub struct StoreConfig {
     pub(crate) max_message_size: usize,
     pub(crate) max_queues_per_topic: u32,
     pub(crate) warm_up_segments: bool,
+    pub(crate) zero_fill_segments: bool,
     pub(crate) verify_crc_on_read: bool,
     pub(crate) store_host: SocketAddr,
     pub(crate) max_get_bytes: usize,
@@ -47,6 +48,7 @@ impl StoreConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_queues_per_topic: DEFAULT_MAX_QUEUES_PER_TOPIC,
             warm_up_segments: false,
+            zero_fill_segments: false,
             verify_crc_on_read: true,
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
             max_get_bytes: 128 << 20,
@@ -90,6 +92,22 @@ impl StoreConfig {
     /// page-fault (default off, as in RocketMQ).
     pub fn warm_up_segments(mut self, on: bool) -> Self {
         self.warm_up_segments = on;
+        self
+    }
+
+    /// Write zeros over each new commit-log segment file, and sync them, before it is used,
+    /// instead of only reserving its blocks (default off). File systems such as ext4 and XFS mark
+    /// reserved blocks unwritten, and the first sync of each range written into them must also
+    /// commit that change to the journal; once the zeros are written, a sync carries the data
+    /// alone. The zeros are written in the background, ahead of need, at idle I/O priority, and
+    /// the fill is cut short if the writer needs the segment first.
+    ///
+    /// Off by default because the fill is a second write of every segment, and while it runs it
+    /// competes with the puts' own syncs: on the project's machines a sync-per-put store ran
+    /// 10-30% faster (1 and 8 producers) on a zero-filled segment, but 20-40% slower while the
+    /// next segment was being filled. Worth turning on where segments are prepared off-peak.
+    pub fn zero_fill_segments(mut self, on: bool) -> Self {
+        self.zero_fill_segments = on;
         self
     }
 

@@ -187,8 +187,14 @@ impl<B: Backend> MessageStore<B> {
             SizeRule::Exactly(meta.commit_log_segment_size)
         };
         let pool = match config.flush.write_buffers() {
-            Some((count, lock_memory)) => Some(Arc::new(
-                BufferPool::new(count, meta.commit_log_segment_size as usize, lock_memory).at(&log_dir)?,
+            Some(spec) => Some(Arc::new(
+                BufferPool::new(
+                    spec.buffers,
+                    meta.commit_log_segment_size as usize,
+                    spec.lock_memory,
+                    spec.prefault,
+                )
+                .at(&log_dir)?,
             )),
             None => None,
         };
@@ -197,6 +203,7 @@ impl<B: Backend> MessageStore<B> {
             &log_dir,
             log_rule,
             config.warm_up_segments,
+            config.zero_fill_segments,
             pool,
         )?);
         let queues = Arc::new(QueueTable::open(
@@ -239,6 +246,7 @@ impl<B: Backend> MessageStore<B> {
         File::create(&abort).and_then(|f| f.sync_all()).at(&abort)?;
         sync_dir(&dir)?;
 
+        log.prepare_ahead();
         let flusher = config.flush.build();
         flusher.start(Arc::clone(&log) as Arc<dyn FlushTarget>).at(&log_dir)?;
         let dispatcher = Dispatcher::start(

@@ -99,10 +99,23 @@ pub trait Flusher: Send + Sync + 'static {
 pub struct SyncFlush {
     /// How long a put waits for its flush before returning `FlushDiskTimeout` (default 5 s).
     pub timeout: Duration,
-    /// Write buffers to append through (default none: appends go to the mapping). With them, the
-    /// sync leader writes the buffered bytes to the file (`pwrite`) before syncing, so appends
-    /// never fault on pages a previous sync left write-protected.
+    /// Write buffers to append through, each the size of a commit-log segment (default 2: the
+    /// active segment's and the next one's; 0 appends straight into the file mapping). The sync
+    /// leader writes the buffered bytes to the file (`pwrite`) before syncing. Without them, an
+    /// append faults on every page a previous sync left write-protected and takes the mapping's
+    /// locks against the sync; with them, appends are plain memory copies, and 64 producers get
+    /// about 15-20% more through on the project's machines. The buffers are faulted in as they
+    /// are first written, not up front, and then stay resident: twice the segment size in all.
     pub write_buffers: usize,
+}
+
+/// The write-buffer pool a policy asks for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolSpec {
+    pub buffers: usize,
+    pub lock_memory: bool,
+    /// Fault every page in when the pool is created.
+    pub prefault: bool,
 }
 
 /// Settings of [`FlushPolicy::asynchronous`] (RocketMQ's ASYNC_FLUSH).
@@ -150,7 +163,7 @@ impl FlushPolicy {
     pub fn sync() -> Self {
         FlushPolicy(Kind::Sync(SyncFlush {
             timeout: Duration::from_millis(5000),
-            write_buffers: 0,
+            write_buffers: 2,
         }))
     }
 
@@ -185,7 +198,7 @@ impl FlushPolicy {
     }
 
     /// Sets the number of write buffers and whether to lock them in memory (buffered policy;
-    /// for the sync policy, appends then go through that many buffers, see
+    /// for the sync policy, the buffers appends go through, 0 for none, see
     /// [`SyncFlush::write_buffers`]).
     #[must_use]
     pub fn with_buffers(mut self, buffers: usize, lock_memory: bool) -> Self {
@@ -240,11 +253,21 @@ impl FlushPolicy {
         self
     }
 
-    /// The write-buffer pool the policy needs: (buffers, lock in memory).
-    pub(crate) fn write_buffers(&self) -> Option<(usize, bool)> {
+    /// The write-buffer pool the policy needs.
+    pub(crate) fn write_buffers(&self) -> Option<PoolSpec> {
         match &self.0 {
-            Kind::Buffered(b) => Some((b.buffers, b.lock_memory)),
-            Kind::Sync(s) if s.write_buffers > 0 => Some((s.write_buffers, false)),
+            Kind::Buffered(b) => Some(PoolSpec {
+                buffers: b.buffers,
+                lock_memory: b.lock_memory,
+                prefault: true,
+            }),
+            // Sync writes each buffer out at every sync and reuses it for a whole segment: a
+            // fault per page on its first pass only is not worth pinning the memory up front.
+            Kind::Sync(s) if s.write_buffers > 0 => Some(PoolSpec {
+                buffers: s.write_buffers,
+                lock_memory: false,
+                prefault: false,
+            }),
             _ => None,
         }
     }

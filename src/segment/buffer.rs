@@ -15,8 +15,13 @@ pub struct WriteBuffer {
 }
 
 impl WriteBuffer {
-    fn new(size: usize, lock: bool) -> std::io::Result<Self> {
-        let map = MmapOptions::new().len(size).populate().map_anon()?;
+    fn new(size: usize, lock: bool, prefault: bool) -> std::io::Result<Self> {
+        let mut options = MmapOptions::new();
+        options.len(size);
+        if prefault {
+            options.populate();
+        }
+        let map = options.map_anon()?;
         if lock && let Err(e) = map.lock() {
             tracing::warn!(error = %e, "could not lock a write buffer in memory (RLIMIT_MEMLOCK?)");
         }
@@ -84,10 +89,11 @@ pub struct BufferPool {
 }
 
 impl BufferPool {
-    /// Allocates `count` buffers of `size` bytes, pre-faulted, and locked in memory if `lock`.
-    pub fn new(count: usize, size: usize, lock: bool) -> std::io::Result<Self> {
+    /// Allocates `count` buffers of `size` bytes, faulted in now if `prefault` (else as they are
+    /// first written), and locked in memory if `lock`.
+    pub fn new(count: usize, size: usize, lock: bool, prefault: bool) -> std::io::Result<Self> {
         let free = (0..count)
-            .map(|_| WriteBuffer::new(size, lock).map(Arc::new))
+            .map(|_| WriteBuffer::new(size, lock, prefault).map(Arc::new))
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(BufferPool {
             free: Mutex::new(free),

@@ -288,6 +288,18 @@ impl<S: Storage> Segment<S> {
     pub fn warm_up(&self) -> io::Result<()> {
         self.storage.warm_up()
     }
+
+    /// Writes the zeros of a new, empty segment out to disk (see [`Storage::write_zeros`]),
+    /// checking `stop` between chunks. `Ok(false)` if stopped early. Refuses a segment that
+    /// holds anything.
+    pub fn write_zeros(&mut self, stop: &dyn Fn() -> bool) -> io::Result<bool> {
+        if *self.readable.get_mut() != 0 || *self.claimed.get_mut() {
+            return Err(io::Error::other("zero-filling a segment that is in use"));
+        }
+        // SAFETY: `&mut self` proves no reader slice or writer of this segment exists, and none
+        // can appear during the call; the segment holds no published byte to destroy.
+        unsafe { self.storage.write_zeros(stop) }
+    }
 }
 
 /// The single writer of a segment. Writes go above the published position and become visible
@@ -378,5 +390,56 @@ pub trait SegmentRead: Send + Sync {
 impl<S: Storage> SegmentRead for Segment<S> {
     fn read_bytes(&self, pos: u64, len: usize) -> Option<&[u8]> {
         self.read_committed(pos, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::io::AsRawFd;
+    use std::path::Path;
+
+    use super::*;
+    use crate::segment::{MmapBackend, SegmentQueue, SizeRule};
+
+    const SIZE: u64 = 1 << 20;
+
+    /// Where the first hole at or after 0 starts (the size when there is none). ext4 and XFS
+    /// report unwritten extents as holes.
+    fn first_hole(path: &Path) -> i64 {
+        let file = std::fs::File::open(path).unwrap();
+        // SAFETY: a system call on a descriptor `file` keeps open.
+        unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_HOLE) }
+    }
+
+    fn prepared(dir: &Path) -> Segment<crate::segment::MmapStorage> {
+        let queue = SegmentQueue::open(std::sync::Arc::new(MmapBackend), dir, SizeRule::Exactly(SIZE)).unwrap();
+        queue.prepare(0, false).unwrap()
+    }
+
+    #[test]
+    fn write_zeros_leaves_no_unwritten_range_and_honours_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut segment = prepared(dir.path());
+        let path = segment.path().to_path_buf();
+        let reserved_hole = first_hole(&path);
+        // Asked to stop before the first chunk: nothing is written.
+        assert!(!segment.write_zeros(&|| true).unwrap());
+        assert_eq!(first_hole(&path), reserved_hole);
+        assert!(segment.write_zeros(&|| false).unwrap());
+        assert_eq!(first_hole(&path), SIZE as i64, "a zero-filled segment has no hole");
+        assert!(std::fs::read(&path).unwrap().iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn write_zeros_refuses_a_segment_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = std::sync::Arc::new(prepared(dir.path()));
+        let mut writer = segment.claim_writer().unwrap();
+        writer.write(b"record");
+        writer.publish();
+        drop(writer);
+        let mut segment = std::sync::Arc::into_inner(segment).unwrap();
+        assert!(segment.write_zeros(&|| false).is_err());
+        assert_eq!(segment.read(0, 6).unwrap().as_ref(), b"record");
     }
 }

@@ -20,7 +20,7 @@ use std::io;
 use std::path::Path;
 
 pub use file::{Bytes, Segment, SegmentRead, SegmentWriter};
-pub use mmap::{MmapBackend, MmapStorage, ReadOnlyMap};
+pub use mmap::{MmapBackend, MmapStorage, ReadOnlyMap, idle_io_priority};
 pub use queue::{SegmentQueue, SegmentRef, SizeRule};
 
 /// The bytes of one segment file: a fixed-size region that can be written, read and flushed.
@@ -69,6 +69,20 @@ pub trait Storage: Send + Sync + 'static {
     /// Faults every page in ahead of the writer (warm-up). Must be safe to run while the
     /// writer appends: implementations touch no byte of the region themselves.
     fn warm_up(&self) -> io::Result<()>;
+
+    /// Writes zeros over the whole region and makes them durable, so that later syncs of
+    /// written ranges carry data alone. File systems such as ext4 and XFS mark preallocated
+    /// blocks *unwritten*, and the first sync of each range written into them must also commit
+    /// that change to the journal. Checks `stop` between chunks and returns `Ok(false)` if it
+    /// stopped early (the region still reads as zeros). The default does nothing: a backend
+    /// without such metadata has nothing to gain.
+    ///
+    /// # Safety
+    /// Nothing else reads or writes the region while the call runs.
+    unsafe fn write_zeros(&self, stop: &dyn Fn() -> bool) -> io::Result<bool> {
+        let _ = stop;
+        Ok(true)
+    }
 }
 
 /// Creates, opens, lists and removes segment files.

@@ -22,8 +22,8 @@ use crate::{Failure, Outcome};
 
 /// Topic the benchmark writes.
 const TOPIC: &str = "bench";
-/// Topic of the one message put before timing starts (see `run_mode`).
-const PRIME_TOPIC: &str = "bench-prime";
+/// Messages put to each queue before timing starts (see `run_mode`); readers skip them.
+const PRIMED: u64 = 1;
 /// Messages per `get`.
 const GET_BATCH: u32 = 32;
 /// Puts between two progress-bar updates (a shared counter touched per put would perturb it).
@@ -72,6 +72,15 @@ pub struct BenchArgs {
     /// Do not touch each new commit-log segment's pages before use (warm-up is on by default).
     #[arg(long)]
     pub no_warm_up: bool,
+    /// Write zeros over each new commit-log segment before use (`on`/`off`) [default: off; see
+    /// `StoreConfig::zero_fill_segments`].
+    #[arg(long, value_name = "on|off", value_parser = clap::builder::BoolishValueParser::new())]
+    pub zero_fill: Option<bool>,
+    /// Write buffers: for buffered, the pool size [default 3]; for sync, the buffers appends go
+    /// through, each sync writing them to the file first, 0 to append into the file mapping
+    /// [default 2].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub write_buffers: Option<u32>,
     /// Print one JSON object per mode per line on stdout, and nothing else.
     #[arg(long)]
     pub json: bool,
@@ -147,6 +156,7 @@ struct Plan {
     queues: u32,
     segment_size: u64,
     warm_up: bool,
+    zero_fill: Option<bool>,
     /// `None`: a temporary directory.
     dir: Option<PathBuf>,
 }
@@ -345,7 +355,10 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
     }
     let mut plans = Vec::new();
     for mode in modes {
-        let policy = mode.policy();
+        let mut policy = mode.policy();
+        if let Some(n) = args.write_buffers {
+            policy = policy.with_buffers(n as usize, false);
+        }
         let dir = match &args.dir {
             None => None,
             Some(root) => {
@@ -363,6 +376,7 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
             queues: args.queues,
             segment_size: args.segment_size,
             warm_up: !args.no_warm_up,
+            zero_fill: args.zero_fill,
             dir,
         });
     }
@@ -465,25 +479,34 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
             path
         }
     };
-    let config = StoreConfig::new(&dir)
+    let mut config = StoreConfig::new(&dir)
         .flush_policy(plan.policy.clone())
         .commit_log_segment_size(plan.segment_size)
         .warm_up_segments(plan.warm_up);
+    if let Some(on) = plan.zero_fill {
+        config = config.zero_fill_segments(on);
+    }
     let store = MessageStore::open(config)
         .map_err(|e| Failure::failed(format!("{name}: cannot open a store in {}: {e}", dir.display())))?;
 
-    // A running broker has an active segment: create (and warm up) the first one before timing,
-    // with one message to a topic of its own, so that the figures measure appends, not the
-    // store's start-up. Segments the run rolls over to are created, and timed, in the run.
-    match store.put(Message::new(PRIME_TOPIC, 0, body_template(plan.size))) {
-        Ok(r) if r.status == PutStatus::Ok => {}
-        Ok(r) => {
-            return Err(Failure::failed(format!(
-                "{name}: the first put returned {:?}",
-                r.status
-            )));
+    // A running broker has an active segment and its queues: create the first segment and
+    // every queue's files before timing, with one message to each queue (readers skip it), so
+    // that the figures measure appends, not the store's start-up. Segments the run rolls over
+    // to are created, and timed, in the run.
+    for q in 0..plan.queues {
+        match store.put(Message::new(TOPIC, q, body_template(plan.size))) {
+            Ok(r) if r.status == PutStatus::Ok => {}
+            Ok(r) => {
+                return Err(Failure::failed(format!(
+                    "{name}: a priming put returned {:?}",
+                    r.status
+                )));
+            }
+            Err(e) => return Err(Failure::failed(format!("{name}: a priming put failed: {e}"))),
         }
-        Err(e) => return Err(Failure::failed(format!("{name}: the first put failed: {e}"))),
+    }
+    if !store.wait_dispatched(DISPATCH_WAIT) {
+        return Err(Failure::failed(format!("{name}: the priming puts were not dispatched")));
     }
 
     let bar = progress_bar(show_progress, plan.mode, plan.messages);
@@ -676,7 +699,7 @@ fn read_queues(store: &MessageStore, plan: &Plan, r: usize, readers: usize, bar:
     let queues = u64::from(plan.queues);
     for q in (r..plan.queues as usize).step_by(readers) {
         let q = q as u32;
-        let mut offset = 0u64;
+        let mut offset = PRIMED;
         loop {
             let g = match store.get(TOPIC, q, offset, GET_BATCH) {
                 Ok(g) => g,
