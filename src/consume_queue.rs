@@ -11,7 +11,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, IoContext, Result};
 use crate::message::validate_topic;
-use crate::segment::{Backend, SegmentQueue, SegmentWriter, SizeRule};
+use crate::segment::{Backend, SegmentQueue, SegmentRef, SegmentWriter, SizeRule};
 
 /// Bytes per unit: commit-log offset (i64), size (i32), tag hash (i64), big-endian.
 pub const UNIT_SIZE: u64 = 20;
@@ -211,8 +211,17 @@ impl<B: Backend> ConsumeQueue<B> {
 
     /// The unit at `offset`, if written and still held.
     pub fn unit(&self, offset: u64) -> Option<CqUnit> {
+        self.unit_cached(offset, &mut None)
+    }
+
+    /// As [`unit`](Self::unit), keeping the segment looked up in `cache` for the next call: a
+    /// scan over consecutive units finds each segment once.
+    pub fn unit_cached(&self, offset: u64, cache: &mut Option<SegmentRef<B>>) -> Option<CqUnit> {
         let byte = offset.checked_mul(UNIT_SIZE)?;
-        let seg = self.segments.find(byte)?;
+        if !cache.as_ref().is_some_and(|s| s.start() <= byte && byte < s.end()) {
+            *cache = Some(self.segments.find(byte)?);
+        }
+        let seg = cache.as_ref()?;
         let bytes = seg.read(byte - seg.start(), UNIT_SIZE as usize)?;
         CqUnit::decode(&bytes)
     }

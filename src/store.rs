@@ -25,7 +25,7 @@ use crate::meta::{FORMAT_VERSION, Meta};
 use crate::recovery::{RecoveryReport, recover};
 use crate::segment::SizeRule;
 use crate::segment::buffer::BufferPool;
-use crate::segment::{Backend, Bytes, MmapBackend, SegmentRead, SegmentRef};
+use crate::segment::{Backend, Bytes, MmapBackend, Pinned, SegmentRead, SegmentRef};
 use crate::service::Periodic;
 
 /// Name of the commit-log directory.
@@ -465,8 +465,10 @@ impl<B: Backend> MessageStore<B> {
         let mut removed = false;
         // One look at the log's bounds per call, not per unit (the minimum takes a lock).
         let (log_min, log_end) = (self.log.min_offset(), self.log.max_offset());
+        let mut cq_segment = None;
+        let mut log_segment = None;
         while next < scan_limit && messages.len() < want {
-            let Some(unit) = cq.unit(next) else {
+            let Some(unit) = cq.unit_cached(next, &mut cq_segment) else {
                 if messages.is_empty() {
                     let per = cq.units_per_segment();
                     let next_file = next - next % per + per;
@@ -499,7 +501,7 @@ impl<B: Backend> MessageStore<B> {
                     reason: format!("unit points past the end of the log, at {}", unit.commit_log_offset),
                 })
             } else {
-                self.read_unit(&cq, next, unit.commit_log_offset, unit.size)
+                self.read_unit(&cq, next, unit.commit_log_offset, unit.size, &mut log_segment)
             };
             let msg = match read {
                 Ok(Some(msg)) => msg,
@@ -555,6 +557,7 @@ impl<B: Backend> MessageStore<B> {
     /// not yet committed. `Ok(None)` for an end-of-segment filler.
     fn message_from(
         segment: &SegmentRef<B>,
+        pin: Option<&Arc<dyn SegmentRead>>,
         pos: u64,
         bytes: Bytes<'_>,
         verify: Verify,
@@ -566,20 +569,36 @@ impl<B: Backend> MessageStore<B> {
             Err(source) => return Err(Error::CorruptRecord { offset, source }),
         };
         let source = match &bytes {
-            Bytes::Mapped(_) => MessageSource::Mapped(Arc::clone(segment) as Arc<dyn SegmentRead>, pos),
+            Bytes::Mapped(_) => MessageSource::Mapped(
+                pin.map_or_else(|| Arc::clone(segment) as Arc<dyn SegmentRead>, Arc::clone),
+                pos,
+            ),
             Bytes::Buffered(slice) => MessageSource::Buffered(slice.clone()),
         };
         Ok(Some(StoredMessage::new(source, offset, &view)))
     }
 
+    /// Reads the record a unit points at. `cache` keeps the commit-log segment found and a
+    /// [`Pinned`] handle on it for the messages of this read.
     fn read_unit(
         &self,
         cq: &ConsumeQueue<B>,
         queue_offset: u64,
         offset: u64,
         size: u32,
+        cache: &mut Option<(SegmentRef<B>, Arc<dyn SegmentRead>)>,
     ) -> Result<Option<StoredMessage>> {
-        let Some(segment) = self.log.segment_at(offset) else {
+        if !cache
+            .as_ref()
+            .is_some_and(|(s, _)| s.start() <= offset && offset < s.end())
+        {
+            let Some(segment) = self.log.segment_at(offset) else {
+                return Ok(None);
+            };
+            let pin = Arc::new(Pinned(Arc::clone(&segment))) as Arc<dyn SegmentRead>;
+            *cache = Some((segment, pin));
+        }
+        let Some((segment, pin)) = cache.as_ref() else {
             return Ok(None);
         };
         let pos = offset - segment.start();
@@ -592,7 +611,7 @@ impl<B: Backend> MessageStore<B> {
             queue_offset,
             reason,
         };
-        let Some(msg) = Self::message_from(&segment, pos, bytes, self.read_verify())? else {
+        let Some(msg) = Self::message_from(segment, Some(pin), pos, bytes, self.read_verify())? else {
             return Err(corrupt_unit(format!(
                 "unit points at commit-log offset {offset}, which holds an end-of-segment filler"
             )));
@@ -622,7 +641,7 @@ impl<B: Backend> MessageStore<B> {
         let Some(bytes) = segment.read_from(pos) else {
             return Ok(None);
         };
-        Self::message_from(&segment, pos, bytes, self.read_verify())
+        Self::message_from(&segment, None, pos, bytes, self.read_verify())
     }
 
     /// The first queue offset whose message was stored at or after `timestamp_ms`; the max

@@ -19,7 +19,7 @@ pub mod sim;
 use std::io;
 use std::path::Path;
 
-pub use file::{Bytes, Segment, SegmentRead, SegmentWriter};
+pub use file::{Bytes, Pinned, Segment, SegmentRead, SegmentWriter};
 pub use mmap::{MmapBackend, MmapStorage, ReadOnlyMap, idle_io_priority};
 pub use queue::{SegmentQueue, SegmentRef, SizeRule};
 
