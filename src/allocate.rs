@@ -24,6 +24,8 @@ struct State<S: crate::segment::Storage> {
     busy: Option<u64>,
     /// The writer waits for the segment being prepared: stop zero-filling it.
     hurry: bool,
+    /// A prepared segment is being warmed up.
+    warming: bool,
     /// A prepared segment (or why preparing it failed).
     ready: Option<(u64, Result<Arc<Segment<S>>>)>,
     stop: bool,
@@ -52,6 +54,7 @@ impl<B: Backend> Preallocator<B> {
                 wanted: None,
                 busy: None,
                 hurry: false,
+                warming: false,
                 ready: None,
                 stop: false,
             }),
@@ -99,6 +102,21 @@ impl<B: Backend> Preallocator<B> {
             }
             None => None,
         }
+    }
+
+    /// Waits until the thread has nothing in progress: every requested segment created (and
+    /// warmed, if warm-up is on). `false` on timeout.
+    pub fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut state = self.shared.state.lock();
+        while !state.stop
+            && ((state.wanted.is_some() && state.ready.is_none()) || state.busy.is_some() || state.warming)
+        {
+            if self.shared.cv.wait_until(&mut state, deadline).timed_out() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Stops the thread; with `discard`, removes a prepared, never-used segment file (a crash
@@ -174,12 +192,15 @@ fn run<B: Backend>(shared: &Shared<B>) {
         state.ready = Some((start, prepared));
         shared.cv.notify_all();
         if let Some(segment) = to_warm {
+            state.warming = true;
             drop(state);
             if let Err(e) = segment.warm_up() {
                 tracing::warn!(start, error = %e, "warming up a segment failed");
             }
             drop(segment);
             state = shared.state.lock();
+            state.warming = false;
+            shared.cv.notify_all();
         }
     }
 }

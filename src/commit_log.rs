@@ -190,6 +190,11 @@ impl<B: Backend> CommitLog<B> {
         self.allocator.request(next);
     }
 
+    /// Waits until the allocation thread has prepared (and warmed) every segment asked of it.
+    pub fn wait_prepared(&self, timeout: std::time::Duration) -> bool {
+        self.allocator.wait_idle(timeout)
+    }
+
     /// Stops appends: later ones fail with [`Error::Closed`].
     pub fn close(&self) {
         self.stop(true);

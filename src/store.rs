@@ -702,6 +702,15 @@ impl<B: Backend> MessageStore<B> {
         self.dispatcher.shared().dispatched()
     }
 
+    /// Waits until the background allocation thread is done with what it was asked: the commit-log
+    /// segment appends will need next is created (and warmed up, with
+    /// [`StoreConfig::warm_up_segments`]). A store does this on its own, ahead of need; waiting
+    /// for it is for benchmarks and tests that want to start from that steady state, like a
+    /// broker that has been running. `false` on timeout.
+    pub fn wait_segments_prepared(&self, timeout: Duration) -> bool {
+        self.log.wait_prepared(timeout)
+    }
+
     /// Waits until everything appended so far is dispatched; `false` on timeout.
     pub fn wait_dispatched(&self, timeout: Duration) -> bool {
         self.dispatcher.shared().wait_for(self.log.max_offset(), timeout)

@@ -508,6 +508,14 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
     if !store.wait_dispatched(DISPATCH_WAIT) {
         return Err(Failure::failed(format!("{name}: the priming puts were not dispatched")));
     }
+    // ... and, like a broker that has been running, the segment after the active one prepared
+    // (and both warmed, with warm-up on) by the store's allocation thread. Later segments are
+    // prepared while the run writes, racing it as they would in service.
+    if !store.wait_segments_prepared(DISPATCH_WAIT) {
+        return Err(Failure::failed(format!(
+            "{name}: the first segments were not prepared in time"
+        )));
+    }
 
     let bar = progress_bar(show_progress, plan.mode, plan.messages);
 
@@ -551,6 +559,11 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
         ));
     }
     let dispatch_elapsed = dispatch_start.elapsed();
+    // The allocation thread may still be warming the segment after the last one written: let it
+    // finish, so that the read phase measures reads, not reads sharing the cores with warm-up.
+    if !store.wait_segments_prepared(DISPATCH_WAIT) {
+        read_problems.push("the allocation thread did not settle before the read phase".to_string());
+    }
 
     // Read phase.
     bar.set_message("read");
