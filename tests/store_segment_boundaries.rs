@@ -84,3 +84,29 @@ fn largest_record_that_fits_fills_a_segment_exactly_but_the_slack() {
     assert_eq!(msgs[1].body().len(), body_len);
     assert_eq!(msgs[2].body(), &[9u8]);
 }
+
+/// The segment after the active one is created ahead of need, in the background: once the
+/// allocation thread settles, its file is on disk before any record reaches it, and appends then
+/// roll into it.
+#[test]
+fn next_segment_is_prepared_ahead_of_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 64 * 1024u64;
+    let store = MessageStore::open(
+        StoreConfig::new(dir.path())
+            .commit_log_segment_size(seg)
+            .warm_up_segments(true),
+    )
+    .unwrap();
+    let r = store.put(Message::new("ahead", 0, body(0, 100))).unwrap();
+    assert_eq!(r.status, PutStatus::Ok);
+    assert!(store.wait_segments_prepared(std::time::Duration::from_secs(30)));
+    let next = dir.path().join(format!("commitlog/{seg:020}"));
+    assert_eq!(std::fs::metadata(&next).unwrap().len(), seg, "next segment prepared");
+    assert!(store.max_commit_log_offset() < seg);
+    for i in 1..200u64 {
+        store.put(Message::new("ahead", 0, body(i, 1000))).unwrap();
+    }
+    assert!(store.max_commit_log_offset() > seg);
+    assert_eq!(read_queue(&store, "ahead", 0).len(), 200);
+}
