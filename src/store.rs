@@ -203,7 +203,7 @@ impl<B: Backend> MessageStore<B> {
             &log_dir,
             log_rule,
             config.warm_up_segments,
-            config.zero_fill_segments,
+            config.zero_fill(),
             pool,
         )?);
         let queues = Arc::new(QueueTable::open(

@@ -72,8 +72,8 @@ pub struct BenchArgs {
     /// Do not touch each new commit-log segment's pages before use (warm-up is on by default).
     #[arg(long)]
     pub no_warm_up: bool,
-    /// Write zeros over each new commit-log segment before use (`on`/`off`) [default: off; see
-    /// `StoreConfig::zero_fill_segments`].
+    /// Write zeros over each new commit-log segment before use (`on`/`off`) [default: on for
+    /// sync, off otherwise; see `StoreConfig::zero_fill_segments`].
     #[arg(long, value_name = "on|off", value_parser = clap::builder::BoolishValueParser::new())]
     pub zero_fill: Option<bool>,
     /// Write buffers: for buffered, the pool size [default 3]; for sync, the buffers appends go
@@ -488,6 +488,14 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
     }
     let store = MessageStore::open(config)
         .map_err(|e| Failure::failed(format!("{name}: cannot open a store in {}: {e}", dir.display())))?;
+
+    // The store starts preparing its first segment at open: let it finish before the priming
+    // puts need it (with zero-fill on, a put that finds it unfinished cuts the fill short).
+    if !store.wait_segments_prepared(DISPATCH_WAIT) {
+        return Err(Failure::failed(format!(
+            "{name}: the first segment was not prepared in time"
+        )));
+    }
 
     // A running broker has an active segment and its queues: create the first segment and
     // every queue's files before timing, with one message to each queue (readers skip it), so
