@@ -487,7 +487,8 @@ impl TagFilter {
     }
 
     /// Second pass, on the record's tag string.
-    pub(crate) fn matches_tags(&self, tags: Option<&str>) -> bool {
-        self.is_all() || tags.is_some_and(|t| self.tags.iter().any(|(_, s)| s == t))
+    pub(crate) fn matches_message(&self, msg: &StoredMessage) -> bool {
+        // `All` first: finding the tags means scanning the record's properties.
+        self.is_all() || msg.tags().is_some_and(|t| self.tags.iter().any(|(_, s)| s == t))
     }
 }

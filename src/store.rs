@@ -516,7 +516,7 @@ impl<B: Backend> MessageStore<B> {
                 Err(_) => break,
             };
             next += 1;
-            if !filter.matches_tags(msg.tags()) {
+            if !filter.matches_message(&msg) {
                 continue;
             }
             bytes += unit.size as usize;

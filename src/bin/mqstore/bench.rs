@@ -567,10 +567,16 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
         ));
     }
     let dispatch_elapsed = dispatch_start.elapsed();
-    // The allocation thread may still be warming the segment after the last one written: let it
-    // finish, so that the read phase measures reads, not reads sharing the cores with warm-up.
+    // The allocation thread may still be warming the segment after the last one written, and
+    // the async flusher writing back the last second of appends: let both finish, so that the
+    // read phase measures reads. Writeback of pages the store has mapped costs every core running
+    // a reader a TLB shoot-down per batch of pages; overlapping it, the read rate varied between
+    // 3.5 and 8 M msg/s from run to run.
     if !store.wait_segments_prepared(DISPATCH_WAIT) {
         read_problems.push("the allocation thread did not settle before the read phase".to_string());
+    }
+    if let Err(e) = store.flush() {
+        read_problems.push(format!("flush before the read phase failed: {e}"));
     }
 
     // Read phase.
