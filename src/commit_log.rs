@@ -243,6 +243,8 @@ impl<B: Backend> CommitLog<B> {
             a.store_timestamp = timestamp;
         }
         writer.publish();
+        // The next append most likely has the size of this one.
+        writer.prefetch_ahead(total as usize);
         let end = writer.position();
         self.written.store(end, Ordering::Release);
         self.last_timestamp.store(timestamp, Ordering::Release);
