@@ -153,11 +153,6 @@ fn discard<B: Backend>(segments: &SegmentQueue<B>, segment: Result<Arc<Segment<B
 }
 
 fn run<B: Backend>(shared: &Shared<B>) {
-    if shared.zero_fill
-        && let Err(e) = crate::segment::idle_io_priority()
-    {
-        tracing::debug!(error = %e, "could not lower the allocation thread's I/O priority");
-    }
     let mut state = shared.state.lock();
     loop {
         while !state.stop && (state.wanted.is_none() || state.ready.is_some()) {

@@ -80,6 +80,7 @@ impl Storage for MmapStorage {
         // written back and waited for before the next: the device sees one chunk at a time, not
         // a gigabyte of dirty pages flushed in front of the puts' syncs.
         const CHUNK: usize = 1 << 20;
+        let _idle = IdleIo::enter();
         let size = self.map.len() as u64;
         let zeros = vec![0u8; CHUNK.min(size as usize)];
         let mut pos = 0u64;
@@ -118,26 +119,43 @@ impl Storage for MmapStorage {
     }
 }
 
-/// Puts the calling thread's I/O in the idle class, so that background work such as writing
-/// zeros ahead of need yields the device to the store's own reads, writes and syncs (honoured
-/// by the bfq and mq-deadline schedulers; a no-op under `none`).
-pub fn idle_io_priority() -> io::Result<()> {
-    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-    const IOPRIO_CLASS_SHIFT: u32 = 13;
+/// The calling thread's I/O priority lowered to the idle class while this value lives, so that
+/// background work such as writing zeros ahead of need yields the device to the store's own
+/// writes and syncs (honoured by the bfq and mq-deadline schedulers; a no-op under `none`).
+/// Only the zero-fill runs under it: creating a file and syncing it stay at normal priority,
+/// so a writer that catches up with the allocation thread never waits behind idle-class I/O
+/// for more than one chunk.
+struct IdleIo {
+    previous: libc::c_long,
+}
+
+const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+
+fn ioprio_set(value: libc::c_long) -> libc::c_long {
     // SAFETY: a system call with integer arguments only; `who` 0 is the calling thread.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_ioprio_set,
-            IOPRIO_WHO_PROCESS,
-            0 as libc::c_long,
-            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
+    unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, value) }
+}
+
+impl IdleIo {
+    fn enter() -> Option<IdleIo> {
+        const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+        const IOPRIO_CLASS_SHIFT: u32 = 13;
+        // SAFETY: a system call with integer arguments only; `who` 0 is the calling thread.
+        let previous = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0 as libc::c_long) };
+        if previous < 0 || ioprio_set(IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT) != 0 {
+            tracing::debug!(error = %io::Error::last_os_error(), "could not lower the I/O priority");
+            return None;
+        }
+        Some(IdleIo { previous })
     }
-    Ok(())
+}
+
+impl Drop for IdleIo {
+    fn drop(&mut self) {
+        if ioprio_set(self.previous) != 0 {
+            tracing::warn!(error = %io::Error::last_os_error(), "could not restore the I/O priority");
+        }
+    }
 }
 
 /// The entries of `dir`, sorted by name, with their metadata; a missing directory is empty.

@@ -20,7 +20,7 @@ use std::io;
 use std::path::Path;
 
 pub use file::{Bytes, Pinned, Segment, SegmentRead, SegmentWriter};
-pub use mmap::{MmapBackend, MmapStorage, ReadOnlyMap, idle_io_priority};
+pub use mmap::{MmapBackend, MmapStorage, ReadOnlyMap};
 pub use queue::{SegmentQueue, SegmentRef, SizeRule};
 
 /// The bytes of one segment file: a fixed-size region that can be written, read and flushed.
