@@ -80,7 +80,7 @@ pub fn dispatch_range<B: Backend>(
                 }
                 continue;
             }
-            let bytes = segment.read_from(offset - segment.start());
+            let bytes = segment.read_from_buffer_first(offset - segment.start());
             let entry = match CommitLog::<B>::entry_in(bytes.as_deref(), segment.end(), Verify::Framing) {
                 Ok(Entry::Record(view)) if view.physical_offset != offset => {
                     Err(format!("record carries physical offset {}", view.physical_offset))

@@ -175,6 +175,24 @@ impl<S: Storage> Segment<S> {
         Some(unsafe { self.storage.read(pos as usize, len) })
     }
 
+    /// Every published byte from `pos` (relative) to the readable end, from the write buffer
+    /// while one is attached, else from the file. For short-lived reads that follow the writer
+    /// (the dispatcher): reading the buffer leaves the file's fresh pages unmapped, so syncing
+    /// them needs no write-protection of mapped pages and no TLB shoot-down of the other cores.
+    /// A slice of the buffer keeps it out of the pool while it lives: never hold one long.
+    pub fn read_from_buffer_first(&self, pos: u64) -> Option<Bytes<'_>> {
+        let readable = self.readable();
+        let len = readable.checked_sub(pos)?;
+        if let Some(buffer) = &*self.buffer.read() {
+            return Some(Bytes::Buffered(BufferSlice {
+                buffer: Arc::clone(buffer),
+                pos: pos as usize,
+                len: len as usize,
+            }));
+        }
+        self.read(pos, len as usize)
+    }
+
     /// Every published byte from `pos` (relative) to the readable end.
     pub fn read_from(&self, pos: u64) -> Option<Bytes<'_>> {
         let readable = self.readable();
