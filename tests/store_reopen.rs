@@ -86,6 +86,8 @@ fn existing_store_keeps_its_segment_sizes() {
     .unwrap();
     check(&store, &["s"], 1, 200);
     fill(&store, &["s"], 1, 50, 200);
+    // The allocation thread may be creating the next segment (its file briefly empty).
+    assert!(store.wait_segments_prepared(std::time::Duration::from_secs(30)));
     let sizes: Vec<u64> = std::fs::read_dir(dir.path().join("commitlog"))
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
