@@ -89,7 +89,8 @@ pub struct CommitLog<B: Backend> {
     flush_failed: AtomicBool,
 }
 
-fn now_millis() -> u64 {
+/// Wall-clock time in milliseconds since the Unix epoch (0 before it).
+pub(crate) fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -213,8 +214,9 @@ impl<B: Backend> CommitLog<B> {
     }
 
     /// Appends `batch` contiguously in one segment. Either all records are appended or none.
-    /// Returns the end offset of the last record.
-    pub fn append(&self, batch: &mut [Appending<'_>]) -> Result<u64> {
+    /// `now`: the wall clock in milliseconds, read by the caller (one reading serves a put's
+    /// born and store timestamps). Returns the end offset of the last record.
+    pub fn append(&self, batch: &mut [Appending<'_>], now: u64) -> Result<u64> {
         let total: u64 = batch.iter().map(|a| a.record.len() as u64).sum();
         let segment_size = self.segments.segment_size();
         if total + BLANK_LEN as u64 > segment_size {
@@ -228,8 +230,8 @@ impl<B: Backend> CommitLog<B> {
             return Err(Error::Closed);
         }
         self.ensure_room(&mut state, total)?;
-        // Inside the lock so that store timestamps never decrease along the log.
-        let timestamp = now_millis().max(state.last_store_timestamp);
+        // Under the lock, so that store timestamps never decrease along the log.
+        let timestamp = now.max(state.last_store_timestamp);
         state.last_store_timestamp = timestamp;
         let writer = state.writer.as_mut().expect("ensure_room sets the writer");
         for a in batch.iter_mut() {

@@ -6,14 +6,14 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::codec::{self, Frame};
 use crate::codec::{EncodedRecord, RecordSpec, Verify};
-use crate::commit_log::{Appending, CommitLog};
+use crate::commit_log::{Appending, CommitLog, now_millis};
 use crate::config::StoreConfig;
 use crate::consume_queue::{ConsumeQueue, QueueTable, UNIT_SIZE};
 use crate::dispatch::{DispatchShared, Dispatcher};
@@ -57,12 +57,6 @@ thread_local! {
 /// Record buffers larger than this are not kept for reuse (a rare huge message should not pin
 /// its memory in every producer thread).
 const REUSE_RECORD_BUFFER_UP_TO: usize = 256 << 10;
-
-fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// The message store. `Send + Sync`: share it as `Arc<MessageStore>`.
 ///
@@ -309,7 +303,7 @@ impl<B: Backend> MessageStore<B> {
         Ok(())
     }
 
-    fn encode(&self, msg: &Message, buf: Vec<u8>) -> Result<EncodedRecord> {
+    fn encode(&self, msg: &Message, buf: Vec<u8>, now: u64) -> Result<EncodedRecord> {
         msg.validate(self.config.max_queues_per_topic, self.config.max_message_size)?;
         PROPS.with(|props| {
             let mut props = props.borrow_mut();
@@ -319,7 +313,7 @@ impl<B: Backend> MessageStore<B> {
                 queue_id: msg.queue_id,
                 flag: msg.flag,
                 sys_flag: 0,
-                born_timestamp: msg.born_timestamp.unwrap_or_else(now_millis) as i64,
+                born_timestamp: msg.born_timestamp.unwrap_or(now) as i64,
                 born_host: msg.born_host,
                 store_host: self.config.store_host,
                 reconsume_times: 0,
@@ -347,10 +341,11 @@ impl<B: Backend> MessageStore<B> {
     /// `PutStatus::Ok` means appended, but the durability the policy promises was not confirmed.
     pub fn put(&self, msg: Message) -> Result<PutResult> {
         self.check_writeable()?;
-        let record = self.encode(&msg, RECORD.take())?;
+        let now = now_millis();
+        let record = self.encode(&msg, RECORD.take(), now)?;
         let queue = self.queues.get_or_create(&msg.topic, msg.queue_id)?;
         let mut batch = [Appending::new(record, queue.assign_counter())];
-        let end = self.log.append(&mut batch)?;
+        let end = self.log.append(&mut batch, now)?;
         let status = self.status_after(end);
         let [a] = batch;
         let result = PutResult {
@@ -375,10 +370,11 @@ impl<B: Backend> MessageStore<B> {
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
+        let now = now_millis();
         let mut records = Vec::with_capacity(msgs.len());
         let mut queues: Vec<Arc<ConsumeQueue<B>>> = Vec::with_capacity(msgs.len());
         for msg in &msgs {
-            records.push(self.encode(msg, Vec::new())?);
+            records.push(self.encode(msg, Vec::new(), now)?);
             queues.push(self.queues.get_or_create(&msg.topic, msg.queue_id)?);
         }
         let mut batch: Vec<Appending<'_>> = records
@@ -386,7 +382,7 @@ impl<B: Backend> MessageStore<B> {
             .zip(&queues)
             .map(|(r, q)| Appending::new(r, q.assign_counter()))
             .collect();
-        let end = self.log.append(&mut batch)?;
+        let end = self.log.append(&mut batch, now)?;
         let status = self.status_after(end);
         Ok(batch
             .iter()
