@@ -59,6 +59,8 @@ const DISPATCH_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Policy {
     Sync,
+    /// Sync appending straight into the file mapping (no write buffers).
+    SyncMapped,
     Async,
 }
 
@@ -66,6 +68,7 @@ impl Policy {
     fn name(self) -> &'static str {
         match self {
             Policy::Sync => "sync",
+            Policy::SyncMapped => "sync-mapped",
             Policy::Async => "async",
         }
     }
@@ -73,6 +76,7 @@ impl Policy {
     fn from_name(s: &str) -> Policy {
         match s {
             "sync" => Policy::Sync,
+            "sync-mapped" => Policy::SyncMapped,
             "async" => Policy::Async,
             other => panic!("unknown policy {other:?}"),
         }
@@ -81,6 +85,7 @@ impl Policy {
     fn flush(self) -> FlushPolicy {
         match self {
             Policy::Sync => FlushPolicy::sync(),
+            Policy::SyncMapped => FlushPolicy::sync().with_buffers(0, false),
             Policy::Async => FlushPolicy::asynchronous(),
         }
     }
@@ -1094,6 +1099,17 @@ fn sigkill_under_sync_policy_loses_no_acknowledged_put() {
         policy: Policy::Sync,
         power_loss: false,
         salt: 1,
+        delay_ms: (30, 400),
+    });
+}
+
+#[test]
+fn sigkill_under_sync_policy_without_write_buffers_loses_no_acknowledged_put() {
+    crash_test(&Variant {
+        name: "sync-mapped",
+        policy: Policy::SyncMapped,
+        power_loss: false,
+        salt: 4,
         delay_ms: (30, 400),
     });
 }

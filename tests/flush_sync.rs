@@ -193,14 +193,23 @@ fn custom_policy_from_outside_the_crate() {
 }
 
 /// Zero-filled segments (prepared in the background, cut short when the writer needs them
-/// first) and sync through the default write buffers: every acknowledged record reads back,
-/// across roll-overs, before and after a reopen.
+/// first) and sync through the default write buffers, then through none (appends into the file
+/// mapping): every acknowledged record reads back, across roll-overs, before and after a reopen.
 #[test]
 fn zero_filled_segments_and_write_buffers_read_back_across_rolls_and_reopen() {
+    sync_round_trip(FlushPolicy::sync());
+}
+
+#[test]
+fn sync_without_write_buffers_reads_back_across_rolls_and_reopen() {
+    sync_round_trip(FlushPolicy::sync().with_buffers(0, false));
+}
+
+fn sync_round_trip(policy: FlushPolicy) {
     let dir = tempfile::tempdir().unwrap();
     let config = || {
         StoreConfig::new(dir.path())
-            .flush_policy(FlushPolicy::sync())
+            .flush_policy(policy.clone())
             .zero_fill_segments(true)
             .commit_log_segment_size(64 * 1024)
             .consume_queue_units_per_segment(64)
