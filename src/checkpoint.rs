@@ -7,13 +7,14 @@
 //! write is detected and the other (older, so still safe) slot is used; with neither valid,
 //! recovery falls back to RocketMQ's timestamps or to the first segment — slower, never wrong.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
 use crate::error::{IoContext, Result};
+use crate::files::open_or_create;
 
 /// File name.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
@@ -161,13 +162,7 @@ impl CheckpointFile {
     /// Opens (creating if missing) `dir/checkpoint` and reads what it holds.
     pub fn open(dir: &Path) -> Result<(Self, Loaded)> {
         let path = dir.join(CHECKPOINT_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .at(&path)?;
+        let mut file = open_or_create(&path)?;
         let mut bytes = Vec::with_capacity(CHECKPOINT_SIZE);
         (&mut file)
             .take(CHECKPOINT_SIZE as u64)

@@ -38,6 +38,7 @@ pub mod config;
 pub mod consume_queue;
 pub mod dispatch;
 pub mod error;
+mod files;
 pub mod flush;
 pub mod message;
 pub mod meta;

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
+use crate::files::sync_dir;
 
 /// File name of the metadata file.
 pub const META_FILE: &str = "mqstore.meta";
@@ -107,7 +108,7 @@ impl Meta {
         f.write_all(text.as_bytes()).at(&tmp)?;
         f.sync_all().at(&tmp)?;
         fs::rename(&tmp, &path).at(&path)?;
-        fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+        sync_dir(dir)?;
         Ok(())
     }
 }

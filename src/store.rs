@@ -2,7 +2,7 @@
 //! together, and owns the directory lock and the abort marker.
 
 use std::cell::RefCell;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +18,7 @@ use crate::config::StoreConfig;
 use crate::consume_queue::{ConsumeQueue, QueueTable, UNIT_SIZE};
 use crate::dispatch::{DispatchShared, Dispatcher};
 use crate::error::{Error, IoContext, Result};
+use crate::files::{open_or_create, sync_dir};
 use crate::flush::{FlushOutcome, FlushTarget, Flusher};
 use crate::message::MessageSource;
 use crate::message::{GetResult, GetStatus, Message, PutResult, PutStatus, StoredMessage, TagFilter, validate_topic};
@@ -98,22 +99,12 @@ impl MessageStore<MmapBackend> {
 
 fn take_lock(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .at(&path)?;
+    let file = open_or_create(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(Error::Locked { path }),
         Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
 impl<B: Backend> MessageStore<B> {

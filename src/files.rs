@@ -1,0 +1,23 @@
+//! The store's own small files (lock, checkpoint, metadata) live in its directory outside the
+//! segment backend: these are the file-system steps they share.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+use crate::error::{IoContext, Result};
+
+/// Opens `path` for reading and writing, creating it empty if missing, keeping what it holds.
+pub(crate) fn open_or_create(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .at(path)
+}
+
+/// Makes `dir`'s entries (files created, renamed or removed in it) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
