@@ -183,7 +183,26 @@ impl Backend for MmapBackend {
     type Storage = MmapStorage;
 
     fn create(&self, path: &Path, size: u64) -> io::Result<MmapStorage> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        if path.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            ));
+        }
+        // Built under a hidden name and linked into place only once whole: nobody listing the
+        // directory, and no recovery after a crash, ever sees a segment file that is still
+        // empty or short. A leftover from a crash is removed when the queue is next opened.
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.creating"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         let created = (|| {
             fail::fail_point!("segment-allocate", |_| Err(io::Error::from_raw_os_error(28)));
             // Really allocate the blocks: writing through a mapping of a sparse file on a full
@@ -193,13 +212,19 @@ impl Backend for MmapBackend {
                 file.set_len(size)?;
             }
             file.sync_all()?;
+            // A hard link fails if `path` appeared meanwhile, where a rename would replace it.
+            fs::hard_link(&tmp, path)?;
+            fs::remove_file(&tmp)?;
             if let Some(dir) = path.parent() {
                 sync_dir(dir)?;
             }
             MmapStorage::map(file)
         })();
-        if created.is_err() {
-            let _ = fs::remove_file(path);
+        if let Err(e) = &created {
+            let _ = fs::remove_file(&tmp);
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                let _ = fs::remove_file(path);
+            }
         }
         created
     }

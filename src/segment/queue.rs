@@ -8,6 +8,13 @@ use parking_lot::RwLock;
 use super::{Backend, Segment, parse_segment_name, segment_name};
 use crate::error::{Error, IoContext, Result};
 
+/// Whether `name` is a segment file still being built (see `MmapBackend::create`).
+fn is_unfinished(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".creating"))
+        .is_some_and(|n| parse_segment_name(n).is_some())
+}
+
 /// How a queue learns its segment size when it opens existing files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SizeRule {
@@ -35,9 +42,15 @@ impl<B: Backend> SegmentQueue<B> {
     ///
     /// Fails with a clear [`Error::Layout`] on a stray file name, a file of the wrong size, a
     /// start offset that is not a multiple of the size, or a hole between segments. A
-    /// zero-length *last* file (a crash during creation) is removed, as RocketMQ does.
+    /// zero-length *last* file (a crash during creation, in RocketMQ) is removed, as RocketMQ
+    /// does, and so is a hidden file a crash left while a segment was being built.
     pub fn open(backend: Arc<B>, dir: &Path, size: SizeRule) -> Result<Self> {
         let mut files = backend.list(dir).at(dir)?;
+        for (name, _) in files.iter().filter(|(name, _)| is_unfinished(name)) {
+            let path = dir.join(name);
+            tracing::info!(path = %path.display(), "removing a segment file left unfinished by a crash");
+            backend.remove(&path).at(&path)?;
+        }
         files.retain(|(name, _)| !name.starts_with('.'));
         let mut parsed = Vec::with_capacity(files.len());
         for (name, len) in &files {
