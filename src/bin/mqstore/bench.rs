@@ -24,7 +24,7 @@ use crate::{Failure, Outcome};
 const TOPIC: &str = "bench";
 /// Messages put to each queue before timing starts (see `run_mode`); readers skip them.
 const PRIMED: u64 = 1;
-/// Messages per `get`.
+/// Messages per `get` by default: RocketMQ's default pull batch.
 const GET_BATCH: u32 = 32;
 /// Puts between two progress-bar updates (a shared counter touched per put would perturb it).
 const PROGRESS_STEP: u64 = 256;
@@ -81,6 +81,13 @@ pub struct BenchArgs {
     /// [default 2].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=64))]
     pub write_buffers: Option<u32>,
+    /// Reader threads of the read phase, each paging its share of the queues [default: one per
+    /// core, at most one per queue].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub readers: Option<u32>,
+    /// Messages each `get` of the read phase asks for.
+    #[arg(long, value_name = "N", default_value_t = GET_BATCH, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub get_batch: u32,
     /// Print one JSON object per mode per line on stdout, and nothing else.
     #[arg(long)]
     pub json: bool,
@@ -157,6 +164,9 @@ struct Plan {
     segment_size: u64,
     warm_up: bool,
     zero_fill: Option<bool>,
+    /// `None`: one per core.
+    readers: Option<u32>,
+    get_batch: u32,
     /// `None`: a temporary directory.
     dir: Option<PathBuf>,
 }
@@ -255,8 +265,9 @@ impl Report {
         }
         let _ = write!(
             s,
-            "\"readers\":{},\"read_messages\":{},\"put_errors\":{},\"put_not_ok\":{},\"read_errors\":{}}}",
+            "\"readers\":{},\"get_batch\":{},\"read_messages\":{},\"put_errors\":{},\"put_not_ok\":{},\"read_errors\":{}}}",
             self.readers,
+            self.plan.get_batch,
             self.read_messages,
             self.put_errors,
             self.put_not_ok,
@@ -377,6 +388,8 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
             segment_size: args.segment_size,
             warm_up: !args.no_warm_up,
             zero_fill: args.zero_fill,
+            readers: args.readers,
+            get_batch: args.get_batch,
             dir,
         });
     }
@@ -584,8 +597,12 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
     bar.set_position(0);
     bar.set_length(plan.messages - put_errors);
     bar.reset_elapsed();
-    let readers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+    let readers = plan
+        .readers
+        .map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |n| n as usize,
+        )
         .min(plan.queues as usize);
     let read_start = Instant::now();
     let tallies: Vec<ReadTally> = std::thread::scope(|s| {
@@ -728,7 +745,7 @@ fn read_queues(store: &MessageStore, plan: &Plan, r: usize, readers: usize, bar:
         let q = q as u32;
         let mut offset = PRIMED;
         loop {
-            let g = match store.get(TOPIC, q, offset, GET_BATCH) {
+            let g = match store.get(TOPIC, q, offset, plan.get_batch) {
                 Ok(g) => g,
                 Err(e) => {
                     tally.problems.push(format!("get {TOPIC}/{q} at {offset} failed: {e}"));
@@ -837,8 +854,9 @@ fn print_table(reports: &[Report]) {
     let _ = crate::stat::write_table(&mut out, &rows, "", &right);
     let _ = writeln!(
         out,
-        "(MiB/s counts message bodies; latency is per put, as the producer sees it; read: {} thread(s) paging each queue with get(.., {GET_BATCH}))",
-        reports.first().map_or(1, |r| r.readers)
+        "(MiB/s counts message bodies; latency is per put, as the producer sees it; read: {} thread(s) paging each queue with get(.., {}))",
+        reports.first().map_or(1, |r| r.readers),
+        reports.first().map_or(GET_BATCH, |r| r.plan.get_batch)
     );
 }
 
