@@ -139,7 +139,16 @@ pub fn tags_code(tags: &str) -> i64 {
 /// CRC32 (IEEE, as `java.util.zip.CRC32`) with the top bit cleared, as RocketMQ stores it.
 #[must_use]
 pub fn masked_crc32(data: &[u8]) -> u32 {
-    crc32fast::hash(data) & CRC_MASK
+    crc32(data) & CRC_MASK
+}
+
+/// `crc32fast::hash` without its CPU feature detection on every call: a message costs two or
+/// three CRCs on the put and read paths, where the detection showed in profiles.
+fn crc32(data: &[u8]) -> u32 {
+    static TEMPLATE: std::sync::LazyLock<crc32fast::Hasher> = std::sync::LazyLock::new(crc32fast::Hasher::new);
+    let mut hasher = TEMPLATE.clone();
+    hasher.update(data);
+    hasher.finalize()
 }
 
 /// Appends `key 0x01 value 0x02` for each pair.
@@ -447,7 +456,7 @@ impl EncodedRecord {
         let total = without_body + spec.body.len();
         // The body is the only part that can be large: hash it once, for BODYCRC and for the
         // record CRC alike.
-        let body_hash = crc32fast::hash(spec.body);
+        let body_hash = crc32(spec.body);
         let body_crc = body_hash & CRC_MASK;
 
         buf.clear();
@@ -488,7 +497,7 @@ impl EncodedRecord {
         let body_start = layout.body_length() + 4;
         let body_end = body_start + spec.body.len();
         let crc_end = total - CRC_PROPERTY_LEN;
-        let before_body = crc32fast::hash(&buf[tail_start..body_start]);
+        let before_body = crc32(&buf[tail_start..body_start]);
         let mut tail = crc32fast::Hasher::new_with_initial(crc_concat(before_body, body_hash, spec.body.len()));
         tail.update(&buf[body_end..crc_end]);
         Ok(EncodedRecord {
@@ -531,7 +540,7 @@ impl EncodedRecord {
         buf[POS_QUEUE_OFFSET..POS_QUEUE_OFFSET + 8].copy_from_slice(&queue_offset.to_be_bytes());
         buf[POS_PHYSICAL_OFFSET..POS_PHYSICAL_OFFSET + 8].copy_from_slice(&physical_offset.to_be_bytes());
         buf[ts..ts + 8].copy_from_slice(&store_timestamp.to_be_bytes());
-        let head_crc = crc32fast::hash(&buf[..ts + 8]);
+        let head_crc = crc32(&buf[..ts + 8]);
         let crc = (self.tail_shift.apply(head_crc) ^ self.tail_crc) & CRC_MASK;
         let digits_end = buf.len() - 1;
         write_crc_digits(&mut buf[digits_end - CRC_DIGITS..digits_end], crc);
@@ -916,6 +925,21 @@ enum CrcProperty {
 /// Looks at the last property only: that is where writers put the CRC property, and the CRC's
 /// range `[0, len - 20)` only makes sense if it fills the record's last 20 bytes.
 fn crc_property(props: &[u8]) -> CrcProperty {
+    // What the encoder writes, checked in place: the CRC property closing the properties, after
+    // a separator or alone. Anything else takes the general path below, which gives the same
+    // answer on these bytes but scans for the last property.
+    let key_end = CRC_PROPERTY_KEY.len() + 1;
+    if let Some((before, last)) = props
+        .len()
+        .checked_sub(CRC_PROPERTY_LEN)
+        .map(|head| props.split_at(head))
+        && matches!(before.last(), None | Some(&PROPERTY_SEPARATOR))
+        && last[..key_end] == CRC_PROPERTY_TEMPLATE[..key_end]
+        && last[CRC_PROPERTY_LEN - 1] == PROPERTY_SEPARATOR
+        && let Some(crc) = parse_crc_digits(&last[key_end..CRC_PROPERTY_LEN - 1])
+    {
+        return CrcProperty::Present(crc);
+    }
     let terminated = props.last() == Some(&PROPERTY_SEPARATOR);
     let end = props.len() - usize::from(terminated);
     let start = props[..end]
@@ -979,6 +1003,34 @@ fn be_i64(buf: &[u8], pos: usize) -> Option<i64> {
 /// # Errors
 /// A [`DecodeError`] naming the first check that failed.
 pub fn decode(buf: &[u8], verify: Verify) -> std::result::Result<Frame<'_>, DecodeError> {
+    match locate(buf)? {
+        Located::Blank(len) => Ok(Frame::Blank { len }),
+        Located::Record(rec, v2) => {
+            let (shape, topic, properties) = check_record(rec, v2, verify)?;
+            view_of(rec, v2, &shape, topic, properties).map(Frame::Record)
+        }
+    }
+}
+
+/// [`decode`] without building a [`RecordView`]: the same checks, in the same order, with the
+/// same errors; `None` for an end-of-segment filler. The store's read path keeps only the
+/// record's [`RecordShape`] and reads any other field from the bytes when asked.
+pub(crate) fn decode_shape(buf: &[u8], verify: Verify) -> std::result::Result<Option<RecordShape>, DecodeError> {
+    match locate(buf)? {
+        Located::Blank(_) => Ok(None),
+        Located::Record(rec, v2) => check_record(rec, v2, verify).map(|(shape, ..)| Some(shape)),
+    }
+}
+
+/// The frame at the start of a buffer, before its fields are checked.
+enum Located<'a> {
+    /// A filler declaring this tail length.
+    Blank(u32),
+    /// A record's bytes (exactly TOTALSIZE of them) and whether it is V2.
+    Record(&'a [u8], bool),
+}
+
+fn locate(buf: &[u8]) -> std::result::Result<Located<'_>, DecodeError> {
     let (total_size, magic) = peek_header(buf).ok_or(DecodeError::Truncated {
         need: BLANK_LEN,
         have: buf.len(),
@@ -988,7 +1040,7 @@ pub fn decode(buf: &[u8], verify: Verify) -> std::result::Result<Frame<'_>, Deco
         MAGIC_V2 => true,
         MAGIC_BLANK => {
             return match u32::try_from(total_size) {
-                Ok(len) if len as usize >= BLANK_LEN => Ok(Frame::Blank { len }),
+                Ok(len) if len as usize >= BLANK_LEN => Ok(Located::Blank(len)),
                 _ => Err(DecodeError::BadTotalSize { total_size }),
             };
         }
@@ -1002,7 +1054,7 @@ pub fn decode(buf: &[u8], verify: Verify) -> std::result::Result<Frame<'_>, Deco
         need: total,
         have: buf.len(),
     })?;
-    decode_record(rec, v2, verify).map(Frame::Record)
+    Ok(Located::Record(rec, v2))
 }
 
 /// Bounds-checked big-endian reads inside one record.
@@ -1070,9 +1122,85 @@ fn non_negative(field: &'static str, value: impl Into<i64>) -> Result<u64, Decod
     u64::try_from(value).map_err(|_| DecodeError::NegativeField { field, value })
 }
 
-/// Decodes a record whose magic is V1 or V2 and whose TOTALSIZE is `rec.len()`, at least
-/// [`MIN_RECORD_LEN`].
-fn decode_record(rec: &[u8], v2: bool, verify: Verify) -> Result<RecordView<'_>, DecodeError> {
+/// A checked record, reduced to where its parts lie and the fields the store's read path needs
+/// to place it: a few words, cheap to keep per message. Every other field is read from the
+/// record's bytes on demand (see the accessors), which [`check_record`] has already validated.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecordShape {
+    /// TOTALSIZE.
+    pub(crate) total_size: u32,
+    /// sysFlag: where the host-dependent fields lie.
+    pub(crate) sys_flag: i32,
+    /// Queue id, checked non-negative.
+    pub(crate) queue_id: u32,
+    /// Queue offset, checked non-negative.
+    pub(crate) queue_offset: u64,
+    /// Position and length of the body.
+    pub(crate) body: (u32, u32),
+    /// Position and length of the topic (valid UTF-8).
+    pub(crate) topic: (u32, u32),
+    /// Position and length of the properties (valid UTF-8).
+    pub(crate) properties: (u32, u32),
+}
+
+impl RecordShape {
+    /// The record's bytes between `at` and `at + len`, empty should `rec` not be this record.
+    pub(crate) fn part(rec: &[u8], (at, len): (u32, u32)) -> &[u8] {
+        rec.get(at as usize..at as usize + len as usize).unwrap_or(&[])
+    }
+
+    // The accessors below read fields `check_record` validated on these very bytes, so their
+    // fallbacks (0, an unspecified address) only keep them total; they are never taken.
+
+    /// The application flag of record `rec`.
+    pub(crate) fn flag(&self, rec: &[u8]) -> i32 {
+        be_i32(rec, POS_FLAG).unwrap_or(0)
+    }
+
+    /// BODYCRC as stored.
+    pub(crate) fn body_crc(&self, rec: &[u8]) -> u32 {
+        be_u32(rec, POS_BODY_CRC).unwrap_or(0)
+    }
+
+    /// Producer-side creation time, ms.
+    pub(crate) fn born_timestamp(&self, rec: &[u8]) -> i64 {
+        be_i64(rec, POS_BORN_TIMESTAMP).unwrap_or(0)
+    }
+
+    /// Broker store time, ms.
+    pub(crate) fn store_timestamp(&self, rec: &[u8]) -> i64 {
+        be_i64(rec, Layout::new(self.sys_flag).store_timestamp()).unwrap_or(0)
+    }
+
+    /// Redelivery count.
+    pub(crate) fn reconsume_times(&self, rec: &[u8]) -> i32 {
+        be_i32(rec, Layout::new(self.sys_flag).reconsume_times()).unwrap_or(0)
+    }
+
+    /// The producer's address.
+    pub(crate) fn born_host(&self, rec: &[u8]) -> SocketAddr {
+        let layout = Layout::new(self.sys_flag);
+        Self::host(rec, POS_BORN_HOST, layout.born_host_len)
+    }
+
+    /// The storing broker's address.
+    pub(crate) fn store_host(&self, rec: &[u8]) -> SocketAddr {
+        let layout = Layout::new(self.sys_flag);
+        Self::host(rec, layout.store_host(), layout.store_host_len)
+    }
+
+    fn host(rec: &[u8], pos: usize, len: usize) -> SocketAddr {
+        Fields { rec }
+            .host(pos, len, "host")
+            .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
+    }
+}
+
+/// Checks a record whose magic is V1 or V2 and whose TOTALSIZE is `rec.len()`, at least
+/// [`MIN_RECORD_LEN`]: every length, the CRC `verify` asks for, every field a reader could
+/// misread (negative ids and offsets, ports out of range) and the UTF-8 of topic and properties,
+/// which it returns as strings with the shape.
+fn check_record(rec: &[u8], v2: bool, verify: Verify) -> Result<(RecordShape, &str, &str), DecodeError> {
     let f = Fields { rec };
     let total = rec.len();
     let mismatch = |computed: usize| DecodeError::LengthMismatch {
@@ -1113,7 +1241,6 @@ fn decode_record(rec: &[u8], v2: bool, verify: Verify) -> Result<RecordView<'_>,
     let topic = f.slice(topic_start, props_len_pos)?;
     let props = f.slice(props_start, total)?;
 
-    let body_crc = f.u32(POS_BODY_CRC)?;
     if verify != Verify::Framing {
         match crc_property(props) {
             CrcProperty::Present(stored) => {
@@ -1127,6 +1254,7 @@ fn decode_record(rec: &[u8], v2: bool, verify: Verify) -> Result<RecordView<'_>,
                 return Err(DecodeError::MissingRecordCrc);
             }
             CrcProperty::Absent => {
+                let body_crc = f.u32(POS_BODY_CRC)?;
                 let computed = masked_crc32(body);
                 if computed != body_crc {
                     return Err(DecodeError::BodyCrcMismatch {
@@ -1141,34 +1269,65 @@ fn decode_record(rec: &[u8], v2: bool, verify: Verify) -> Result<RecordView<'_>,
     // Values.
     let queue_id = non_negative("queue id", f.i32(POS_QUEUE_ID)?)? as u32;
     let queue_offset = non_negative("queue offset", f.i64(POS_QUEUE_OFFSET)?)?;
-    let physical_offset = non_negative("physical offset", f.i64(POS_PHYSICAL_OFFSET)?)?;
-    let born_host = f.host(POS_BORN_HOST, layout.born_host_len, "born host")?;
-    let store_host = f.host(layout.store_host(), layout.store_host_len, "store host")?;
+    non_negative("physical offset", f.i64(POS_PHYSICAL_OFFSET)?)?;
+    check_port(f, POS_BORN_HOST, layout.born_host_len, "born host")?;
+    check_port(f, layout.store_host(), layout.store_host_len, "store host")?;
     let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::InvalidUtf8 { field: "topic" })?;
-    let properties = std::str::from_utf8(props).map_err(|_| DecodeError::InvalidUtf8 { field: "properties" })?;
+    let props = std::str::from_utf8(props).map_err(|_| DecodeError::InvalidUtf8 { field: "properties" })?;
 
-    Ok(RecordView {
+    // All positions are below TOTALSIZE, an i32.
+    let shape = RecordShape {
         total_size: total as u32,
-        magic: if v2 { MAGIC_V2 } else { MAGIC_V1 },
-        body_crc,
-        queue_id,
-        flag: f.i32(POS_FLAG)?,
-        queue_offset,
-        physical_offset,
         sys_flag,
+        queue_id,
+        queue_offset,
+        body: (body_start as u32, body_len as u32),
+        topic: (topic_start as u32, topic_len as u32),
+        properties: (props_start as u32, props_len as u32),
+    };
+    Ok((shape, topic, props))
+}
+
+/// The port of the host address at `pos` (`len` bytes, the port last) must fit a `u16`.
+fn check_port(f: Fields<'_>, pos: usize, len: usize, field: &'static str) -> Result<(), DecodeError> {
+    let port = f.i32(pos + len - 4)?;
+    match u16::try_from(port) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(DecodeError::BadPort { field, port }),
+    }
+}
+
+/// The full view of a record [`check_record`] accepted.
+fn view_of<'a>(
+    rec: &'a [u8],
+    v2: bool,
+    shape: &RecordShape,
+    topic: &'a str,
+    properties: &'a str,
+) -> Result<RecordView<'a>, DecodeError> {
+    let f = Fields { rec };
+    let layout = Layout::new(shape.sys_flag);
+    Ok(RecordView {
+        total_size: shape.total_size,
+        magic: if v2 { MAGIC_V2 } else { MAGIC_V1 },
+        body_crc: f.u32(POS_BODY_CRC)?,
+        queue_id: shape.queue_id,
+        flag: f.i32(POS_FLAG)?,
+        queue_offset: shape.queue_offset,
+        physical_offset: non_negative("physical offset", f.i64(POS_PHYSICAL_OFFSET)?)?,
+        sys_flag: shape.sys_flag,
         born_timestamp: f.i64(POS_BORN_TIMESTAMP)?,
-        born_host,
+        born_host: f.host(POS_BORN_HOST, layout.born_host_len, "born host")?,
         store_timestamp: f.i64(layout.store_timestamp())?,
-        store_host,
+        store_host: f.host(layout.store_host(), layout.store_host_len, "store host")?,
         reconsume_times: f.i32(layout.reconsume_times())?,
         prepared_transaction_offset: f.i64(layout.prepared_transaction_offset())?,
-        body,
+        body: f.slice(shape.body.0 as usize, (shape.body.0 + shape.body.1) as usize)?,
         topic,
         properties,
-        // All positions are below TOTALSIZE, an i32.
-        body_offset: body_start as u32,
-        topic_offset: topic_start as u32,
-        properties_offset: props_start as u32,
+        body_offset: shape.body.0,
+        topic_offset: shape.topic.0,
+        properties_offset: shape.properties.0,
     })
 }
 

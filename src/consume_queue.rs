@@ -216,6 +216,7 @@ impl<B: Backend> ConsumeQueue<B> {
 
     /// As [`unit`](Self::unit), keeping the segment looked up in `cache` for the next call: a
     /// scan over consecutive units finds each segment once.
+    #[inline]
     pub fn unit_cached(&self, offset: u64, cache: &mut Option<SegmentRef<B>>) -> Option<CqUnit> {
         let byte = offset.checked_mul(UNIT_SIZE)?;
         if !cache.as_ref().is_some_and(|s| s.start() <= byte && byte < s.end()) {

@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
-use crate::codec::{self, RecordView};
+use crate::codec::{self, RecordShape};
 use crate::config::MAX_TOPIC_LEN;
 use crate::error::{Error, Result};
 use crate::segment::SegmentRead;
@@ -257,49 +257,19 @@ pub(crate) enum MessageSource {
 #[derive(Clone)]
 pub struct StoredMessage {
     source: MessageSource,
-    size: u32,
     commit_log_offset: u64,
-    queue_id: u32,
-    queue_offset: u64,
-    flag: i32,
-    sys_flag: i32,
-    born_timestamp: i64,
-    born_host: SocketAddr,
-    store_timestamp: i64,
-    store_host: SocketAddr,
-    reconsume_times: i32,
-    body_crc: u32,
-    body_at: u32,
-    body_len: u32,
-    topic_at: u32,
-    topic_len: u32,
-    props_at: u32,
-    props_len: u32,
+    /// Where the record's parts lie; other fields are read from the bytes when asked for, so a
+    /// message costs a few words however many fields a consumer ends up reading.
+    shape: RecordShape,
 }
 
 impl StoredMessage {
-    /// Builds a message from a decoded record whose bytes live in `source`.
-    pub(crate) fn new(source: MessageSource, commit_log_offset: u64, view: &RecordView<'_>) -> Self {
+    /// Builds a message from a checked record whose bytes live in `source`.
+    pub(crate) fn new(source: MessageSource, commit_log_offset: u64, shape: RecordShape) -> Self {
         StoredMessage {
             source,
-            size: view.total_size,
             commit_log_offset,
-            queue_id: view.queue_id,
-            queue_offset: view.queue_offset,
-            flag: view.flag,
-            sys_flag: view.sys_flag,
-            born_timestamp: view.born_timestamp,
-            born_host: view.born_host,
-            store_timestamp: view.store_timestamp,
-            store_host: view.store_host,
-            reconsume_times: view.reconsume_times,
-            body_crc: view.body_crc,
-            body_at: view.body_offset,
-            body_len: view.body.len() as u32,
-            topic_at: view.topic_offset,
-            topic_len: view.topic.len() as u32,
-            props_at: view.properties_offset,
-            props_len: view.properties.len() as u32,
+            shape,
         }
     }
 
@@ -309,34 +279,30 @@ impl StoredMessage {
         // never shrink while a handle exists, so the read cannot fail; the empty fallback only
         // keeps this total.
         let bytes = match &self.source {
-            MessageSource::Mapped(segment, pos) => segment.read_bytes(*pos, self.size as usize),
-            MessageSource::Buffered(slice) => slice.get(..self.size as usize),
+            MessageSource::Mapped(segment, pos) => segment.read_bytes(*pos, self.shape.total_size as usize),
+            MessageSource::Buffered(slice) => slice.get(..self.shape.total_size as usize),
         };
         bytes.unwrap_or(&[])
     }
 
-    fn field(&self, at: u32, len: u32) -> &[u8] {
-        self.record().get(at as usize..(at + len) as usize).unwrap_or(&[])
-    }
-
-    fn str_field(&self, at: u32, len: u32) -> &str {
+    fn str_field(&self, part: (u32, u32)) -> &str {
         // Validated as UTF-8 at decode time.
-        std::str::from_utf8(self.field(at, len)).unwrap_or("")
+        std::str::from_utf8(RecordShape::part(self.record(), part)).unwrap_or("")
     }
 
     /// The body.
     pub fn body(&self) -> &[u8] {
-        self.field(self.body_at, self.body_len)
+        RecordShape::part(self.record(), self.shape.body)
     }
 
     /// The topic.
     pub fn topic(&self) -> &str {
-        self.str_field(self.topic_at, self.topic_len)
+        self.str_field(self.shape.topic)
     }
 
     /// The encoded properties (`key 0x01 value 0x02 ...`).
     pub fn properties_raw(&self) -> &str {
-        self.str_field(self.props_at, self.props_len)
+        self.str_field(self.shape.properties)
     }
 
     /// A property by name (the last one, should the name repeat, as RocketMQ's reader keeps).
@@ -367,12 +333,12 @@ impl StoredMessage {
 
     /// The queue id.
     pub fn queue_id(&self) -> u32 {
-        self.queue_id
+        self.shape.queue_id
     }
 
     /// The offset in its queue.
     pub fn queue_offset(&self) -> u64 {
-        self.queue_offset
+        self.shape.queue_offset
     }
 
     /// Where the record starts in the commit log.
@@ -382,52 +348,52 @@ impl StoredMessage {
 
     /// The record's total size in the commit log.
     pub fn size(&self) -> u32 {
-        self.size
+        self.shape.total_size
     }
 
     /// Store time in ms since the epoch.
     pub fn store_timestamp(&self) -> u64 {
-        self.store_timestamp.max(0) as u64
+        self.shape.store_timestamp(self.record()).max(0) as u64
     }
 
     /// Producer-side creation time in ms since the epoch.
     pub fn born_timestamp(&self) -> u64 {
-        self.born_timestamp.max(0) as u64
+        self.shape.born_timestamp(self.record()).max(0) as u64
     }
 
     /// The producer's address.
     pub fn born_host(&self) -> SocketAddr {
-        self.born_host
+        self.shape.born_host(self.record())
     }
 
     /// The storing broker's address.
     pub fn store_host(&self) -> SocketAddr {
-        self.store_host
+        self.shape.store_host(self.record())
     }
 
     /// The application flag.
     pub fn flag(&self) -> i32 {
-        self.flag
+        self.shape.flag(self.record())
     }
 
     /// RocketMQ's sysFlag bits.
     pub fn sys_flag(&self) -> i32 {
-        self.sys_flag
+        self.shape.sys_flag
     }
 
     /// Redelivery count.
     pub fn reconsume_times(&self) -> i32 {
-        self.reconsume_times
+        self.shape.reconsume_times(self.record())
     }
 
     /// The body CRC as stored (CRC32 masked with 0x7FFFFFFF).
     pub fn body_crc(&self) -> u32 {
-        self.body_crc
+        self.shape.body_crc(self.record())
     }
 
     /// RocketMQ's store-assigned message id (hex of store host and commit-log offset).
     pub fn msg_id(&self) -> String {
-        codec::offset_msg_id(self.store_host, self.commit_log_offset)
+        codec::offset_msg_id(self.store_host(), self.commit_log_offset)
     }
 }
 
@@ -435,13 +401,13 @@ impl std::fmt::Debug for StoredMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoredMessage")
             .field("topic", &self.topic())
-            .field("queue_id", &self.queue_id)
-            .field("queue_offset", &self.queue_offset)
+            .field("queue_id", &self.shape.queue_id)
+            .field("queue_offset", &self.shape.queue_offset)
             .field("commit_log_offset", &self.commit_log_offset)
-            .field("size", &self.size)
+            .field("size", &self.shape.total_size)
             .field("tags", &self.tags())
-            .field("body_len", &self.body_len)
-            .field("store_timestamp", &self.store_timestamp)
+            .field("body_len", &self.shape.body.1)
+            .field("store_timestamp", &self.store_timestamp())
             .finish()
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
-use crate::codec::{self, Frame};
+use crate::codec::{self, RecordShape};
 use crate::codec::{EncodedRecord, RecordSpec, Verify};
 use crate::commit_log::{Appending, CommitLog, now_millis};
 use crate::config::StoreConfig;
@@ -541,20 +541,23 @@ impl<B: Backend> MessageStore<B> {
 
     /// Decodes the record at the start of `bytes` (read from `segment` at `pos`) into a message
     /// that keeps its bytes alive: the segment for bytes in the file, the write buffer for bytes
-    /// not yet committed. `Ok(None)` for an end-of-segment filler.
+    /// not yet committed. `Ok(None)` for an end-of-segment filler. `accept` sees the record
+    /// before the message is built, and may refuse it with an error.
     fn message_from(
         segment: &SegmentRef<B>,
         pin: Option<&Arc<dyn SegmentRead>>,
         pos: u64,
         bytes: Bytes<'_>,
         verify: Verify,
+        accept: impl FnOnce(&[u8], &RecordShape) -> Result<()>,
     ) -> Result<Option<StoredMessage>> {
         let offset = segment.start() + pos;
-        let view = match codec::decode(&bytes, verify) {
-            Ok(Frame::Record(view)) => view,
-            Ok(Frame::Blank { .. }) => return Ok(None),
+        let shape = match codec::decode_shape(&bytes, verify) {
+            Ok(Some(shape)) => shape,
+            Ok(None) => return Ok(None),
             Err(source) => return Err(Error::CorruptRecord { offset, source }),
         };
+        accept(&bytes, &shape)?;
         let source = match &bytes {
             Bytes::Mapped(_) => MessageSource::Mapped(
                 pin.map_or_else(|| Arc::clone(segment) as Arc<dyn SegmentRead>, Arc::clone),
@@ -562,7 +565,7 @@ impl<B: Backend> MessageStore<B> {
             ),
             Bytes::Buffered(slice) => MessageSource::Buffered(slice.clone()),
         };
-        Ok(Some(StoredMessage::new(source, offset, &view)))
+        Ok(Some(StoredMessage::new(source, offset, shape)))
     }
 
     /// Reads the record a unit points at. `cache` keeps the commit-log segment found and a
@@ -598,25 +601,31 @@ impl<B: Backend> MessageStore<B> {
             queue_offset,
             reason,
         };
-        let Some(msg) = Self::message_from(segment, Some(pin), pos, bytes, self.read_verify())? else {
-            return Err(corrupt_unit(format!(
-                "unit points at commit-log offset {offset}, which holds an end-of-segment filler"
-            )));
-        };
-        if msg.topic() != cq.topic()
-            || msg.queue_id() != cq.queue_id()
-            || msg.queue_offset() != queue_offset
-            || msg.size() != size
-        {
-            return Err(corrupt_unit(format!(
+        // The unit must point at its own record: a damaged unit (or a unit of another queue's
+        // file) could otherwise serve a valid record of another queue.
+        let accept = |record: &[u8], shape: &RecordShape| {
+            let topic = RecordShape::part(record, shape.topic);
+            if topic == cq.topic().as_bytes()
+                && shape.queue_id == cq.queue_id()
+                && shape.queue_offset == queue_offset
+                && shape.total_size == size
+            {
+                return Ok(());
+            }
+            Err(corrupt_unit(format!(
                 "unit points at a record of {}/{} offset {} ({} bytes)",
-                msg.topic(),
-                msg.queue_id(),
-                msg.queue_offset(),
-                msg.size()
-            )));
+                String::from_utf8_lossy(topic),
+                shape.queue_id,
+                shape.queue_offset,
+                shape.total_size
+            )))
+        };
+        match Self::message_from(segment, Some(pin), pos, bytes, self.read_verify(), accept)? {
+            Some(msg) => Ok(Some(msg)),
+            None => Err(corrupt_unit(format!(
+                "unit points at commit-log offset {offset}, which holds an end-of-segment filler"
+            ))),
         }
-        Ok(Some(msg))
     }
 
     /// Reads the record at a commit-log offset (RocketMQ's `lookMessageByOffset`).
@@ -628,7 +637,7 @@ impl<B: Backend> MessageStore<B> {
         let Some(bytes) = segment.read_from(pos) else {
             return Ok(None);
         };
-        Self::message_from(&segment, None, pos, bytes, self.read_verify())
+        Self::message_from(&segment, None, pos, bytes, self.read_verify(), |_, _| Ok(()))
     }
 
     /// The first queue offset whose message was stored at or after `timestamp_ms`; the max

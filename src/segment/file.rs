@@ -143,6 +143,7 @@ impl<S: Storage> Segment<S> {
     }
 
     /// Borrows `len` published bytes at `pos` (relative), or `None` if they are not all published.
+    #[inline]
     pub fn read(&self, pos: u64, len: usize) -> Option<Bytes<'_>> {
         let end = pos.checked_add(len as u64)?;
         if end > self.readable() {
@@ -163,6 +164,7 @@ impl<S: Storage> Segment<S> {
     }
 
     /// Borrows `len` bytes at `pos` from the file, if they are all committed there.
+    #[inline]
     pub fn read_committed(&self, pos: u64, len: usize) -> Option<&[u8]> {
         let end = pos.checked_add(len as u64)?;
         if end > self.committed() {
