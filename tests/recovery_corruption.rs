@@ -1364,6 +1364,25 @@ fn damaged_unit_in_a_file_the_log_cut_makes_last_is_rebuilt_in_the_same_session(
     damaged_unit_read_by_two_sessions(&fx, "damaged unit in a file the log cut makes last");
 }
 
+/// As above, after a crash: the units rebuilt from a stale checkpoint's segment on include the
+/// queue's whole second file, so dropping them makes the first file, and its damaged unit, the
+/// last.
+#[test]
+fn damaged_unit_in_a_file_the_crash_rebuild_makes_last_is_rebuilt_in_the_same_session() {
+    let (topic, queue) = DAMAGED_QUEUE;
+    let mut fx = Fixture::build(40);
+    let stale = fx.read_checkpoint().expect("a checkpoint");
+    fx.append(60);
+    let qdir = fx.dir.join("consumequeue").join(topic).join(queue.to_string());
+    assert!(
+        segment_files(&qdir).len() >= 2,
+        "test setup: {topic}/{queue} has one file"
+    );
+    fx.write_checkpoint(Some(&stale));
+    fx.mark_crashed();
+    damaged_unit_read_by_two_sessions(&fx, "damaged unit in a file the crash rebuild makes last");
+}
+
 // ------------------------------------------------------------------------------------------
 // Abort marker on a clean store.
 // ------------------------------------------------------------------------------------------
