@@ -72,6 +72,9 @@ impl CqUnit {
     }
 }
 
+/// See [`ConsumeQueue::hole`].
+type Hole = (u64, u64);
+
 /// The units of one (topic, queue id).
 pub struct ConsumeQueue<B: Backend> {
     topic: String,
@@ -120,10 +123,31 @@ impl<B: Backend> ConsumeQueue<B> {
     /// Finds the end of the written units in the last segment (the first invalid unit) and the
     /// queue's minimum, after loading.
     fn recover_end(&self) -> Result<()> {
+        let Some((start, end, hole)) = self.scan_last() else {
+            return Ok(());
+        };
+        if let Some(hole) = hole {
+            self.note_hole(hole);
+        }
+        self.segments.truncate(start + end, false)?;
+        let max = (start + end) / UNIT_SIZE;
+        self.max_offset.store(max, Ordering::Release);
+        self.assigned.store(max, Ordering::Release);
+        self.flushed.store(max, Ordering::Release);
+        let mut min = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
+        while min < max && self.unit(min).is_some_and(|u| u.is_blank()) {
+            min += 1;
+        }
+        self.min_offset.store(min, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads the last file's units: (its start, the byte after its last valid unit, the hole).
+    fn scan_last(&self) -> Option<(u64, u64, Option<Hole>)> {
         // The end is after the last valid unit of the last file. An invalid unit before it is a
         // hole (a lost page): remembered, so that recovery rebuilds the queue from the log.
-        let Some((start, end, hole)) = self.segments.last().map(|last| {
-            let bytes = last.read(0, last.size() as usize);
+        self.segments.last().map(|last| {
+            let bytes = last.read_from(0);
             let bytes = bytes.as_deref().unwrap_or(&[]);
             let mut end = 0u64;
             let mut first_invalid = None;
@@ -147,28 +171,22 @@ impl<B: Backend> ConsumeQueue<B> {
                 }
             }
             (last.start(), end, hole.map(|h| (h, last_before_hole)))
-        }) else {
-            return Ok(());
-        };
-        if let Some((at, _)) = hole {
-            tracing::warn!(topic = %self.topic, queue_id = self.queue_id, hole = at, "consume queue has a hole: it will be rebuilt from the log");
-        }
-        *self.hole.lock() = hole;
-        self.segments.truncate(start + end, false)?;
-        let max = (start + end) / UNIT_SIZE;
-        self.max_offset.store(max, Ordering::Release);
-        self.assigned.store(max, Ordering::Release);
-        self.flushed.store(max, Ordering::Release);
-        let mut min = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
-        while min < max && self.unit(min).is_some_and(|u| u.is_blank()) {
-            min += 1;
-        }
-        self.min_offset.store(min, Ordering::Release);
-        Ok(())
+        })
     }
 
-    /// A hole found when the queue was loaded: (queue offset of the first missing unit,
-    /// commit-log offset of the last unit before it). Recovery rebuilds the queue from there.
+    /// Keeps the hole to rebuild from the earlier of `hole` and the one already known. A hole
+    /// that truncation dropped stays: its record may still have to be dispatched again.
+    fn note_hole(&self, hole: Hole) {
+        let mut known = self.hole.lock();
+        if known.is_none_or(|(_, resume)| hole.1 < resume) {
+            tracing::warn!(topic = %self.topic, queue_id = self.queue_id, hole = hole.0, "consume queue has a hole: it will be rebuilt from the log");
+            *known = Some(hole);
+        }
+    }
+
+    /// The earliest hole found in the queue's last file, when loaded or after recovery truncated
+    /// it: (queue offset of the first missing unit, commit-log offset of the last unit before
+    /// it). Recovery rebuilds the queue from there.
     pub fn hole(&self) -> Option<(u64, u64)> {
         *self.hole.lock()
     }
@@ -337,14 +355,22 @@ impl<B: Backend> ConsumeQueue<B> {
         }
         *writer = None;
         let removed = self.segments.truncate(keep * UNIT_SIZE, true)?;
-        for path in removed {
-            self.segments.backend().remove(&path).at(&path)?;
+        for path in &removed {
+            self.segments.backend().remove(path).at(path)?;
         }
         self.max_offset.store(keep, Ordering::Release);
         self.assigned.store(keep, Ordering::Release);
         self.flushed.fetch_min(keep, Ordering::AcqRel);
         if self.min_offset() > keep {
             self.min_offset.store(keep, Ordering::Release);
+        }
+        // An earlier file is the last one now. Holes are looked for in the last file only, so
+        // this recovery must look again: a hole left for the next open to find would be rebuilt
+        // then, and the two sessions would read the queue differently.
+        if !removed.is_empty()
+            && let Some((_, _, Some(hole))) = self.scan_last()
+        {
+            self.note_hole(hole);
         }
         Ok(())
     }

@@ -274,21 +274,34 @@ pub fn recover<B: Backend>(
         dispatch_from = log.min_offset();
         rebuild = true;
     }
-    for q in queues.all() {
-        if let Some((_, resume)) = q.hole() {
-            let start = log.segment_at(resume).map_or(log.min_offset(), |s| s.start());
-            dispatch_from = dispatch_from.min(start);
-            rebuild = true;
-        }
+    let hole_start = || {
+        queues
+            .all()
+            .iter()
+            .filter_map(|q| q.hole())
+            .map(|(_, resume)| log.segment_at(resume).map_or(log.min_offset(), |s| s.start()))
+            .min()
+    };
+    if let Some(start) = hole_start() {
+        dispatch_from = dispatch_from.min(start);
+        rebuild = true;
     }
-    report.dispatched_from = dispatch_from;
     if rebuild {
         // After a crash the log is the truth from the scan start: units past the checkpoint may
         // be torn, or point at records that did not survive. Drop them and dispatch again.
-        for q in queues.all() {
-            q.truncate_from_log_offset(dispatch_from)?;
+        // Dropping them can make an earlier file a queue's last one, holding a hole: rebuild
+        // from below it as well, as if it had been found at load.
+        loop {
+            for q in queues.all() {
+                q.truncate_from_log_offset(dispatch_from)?;
+            }
+            match hole_start() {
+                Some(start) if start < dispatch_from => dispatch_from = start,
+                _ => break,
+            }
         }
     }
+    report.dispatched_from = dispatch_from;
     let skip: Vec<(u64, u64)> = report.damaged.iter().map(|d| (d.start, d.end)).collect();
     dispatch_range(log, queues, dispatch_from, end, &skip, warm_up)?;
     Ok(report)

@@ -1301,6 +1301,88 @@ fn consume_queue_tail_lost_across_files_is_rebuilt_from_the_log() {
     c.finish();
 }
 
+/// The queue whose unit the cases below damage.
+const DAMAGED_QUEUE: (&str, u32) = (TOPICS[0], 0);
+
+/// Damages unit 1 of the first file of [`DAMAGED_QUEUE`], then opens the store twice: both
+/// sessions must read every record of the model, the one behind the damaged unit too.
+fn damaged_unit_read_by_two_sessions(fx: &Fixture, name: &'static str) {
+    let (topic, queue) = DAMAGED_QUEUE;
+    let damaged = 1;
+    assert!(
+        fx.model.count(topic, queue) > damaged + 1,
+        "test setup: valid units follow the damaged one"
+    );
+    let qdir = fx.dir.join("consumequeue").join(topic).join(queue.to_string());
+    let (_, first_file, _) = segment_files(&qdir)[0].clone();
+    write_at(&first_file, damaged * UNIT, &[0xFF; 8]);
+    let mut c = Checks::new(name);
+    for session in ["first open", "second open"] {
+        let Some(store) = must_open(fx, &mut c, session) else {
+            break;
+        };
+        let before = c.failures.len();
+        check_model(&store, &fx.model, &[], &mut c, session);
+        if c.failures.len() > before {
+            c.note(format!("{session}: recovery report {:?}", store.recovery_report()));
+        }
+        store.close().unwrap();
+    }
+    c.finish();
+}
+
+/// Holes are looked for in a queue's last file only. A damaged unit in an earlier file is out of
+/// sight at load, but when recovery cuts the log (here: a cleanly closed store that lost its
+/// checkpoint and its last segments) and with it the queue's later file, that file becomes the
+/// last: the same open must repair the unit from the log, as the next one would. (Fuzz finding
+/// `clean-no-checkpoint-damaged-first-unit-second-session-differs`.)
+#[test]
+fn damaged_unit_in_a_file_the_log_cut_makes_last_is_rebuilt_in_the_same_session() {
+    let mut fx = Fixture::build(100);
+    let (topic, queue) = DAMAGED_QUEUE;
+    let qdir = fx.dir.join("consumequeue").join(topic).join(queue.to_string());
+    assert!(
+        segment_files(&qdir).len() >= 2,
+        "test setup: {topic}/{queue} has one file"
+    );
+    // Lose the segments from the one holding the last unit of the queue's first file on: the
+    // queue keeps fewer units than its first file holds, so its second file goes.
+    let last_of_first_file = fx.model.find(topic, queue, CQ_UNITS - 1).unwrap().clone();
+    let (cut, _, _) = fx
+        .segments()
+        .into_iter()
+        .rfind(|(start, _, _)| *start <= last_of_first_file.commit_log_offset)
+        .unwrap();
+    assert!(cut > 0, "test setup: the log has one segment before the cut");
+    for (start, path, _) in fx.segments() {
+        if start >= cut {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    fx.model.recs.retain(|r| r.end() <= cut);
+    fx.write_checkpoint(None);
+    damaged_unit_read_by_two_sessions(&fx, "damaged unit in a file the log cut makes last");
+}
+
+/// As above, after a crash: the units rebuilt from a stale checkpoint's segment on include the
+/// queue's whole second file, so dropping them makes the first file, and its damaged unit, the
+/// last.
+#[test]
+fn damaged_unit_in_a_file_the_crash_rebuild_makes_last_is_rebuilt_in_the_same_session() {
+    let (topic, queue) = DAMAGED_QUEUE;
+    let mut fx = Fixture::build(40);
+    let stale = fx.read_checkpoint().expect("a checkpoint");
+    fx.append(60);
+    let qdir = fx.dir.join("consumequeue").join(topic).join(queue.to_string());
+    assert!(
+        segment_files(&qdir).len() >= 2,
+        "test setup: {topic}/{queue} has one file"
+    );
+    fx.write_checkpoint(Some(&stale));
+    fx.mark_crashed();
+    damaged_unit_read_by_two_sessions(&fx, "damaged unit in a file the crash rebuild makes last");
+}
+
 // ------------------------------------------------------------------------------------------
 // Abort marker on a clean store.
 // ------------------------------------------------------------------------------------------
