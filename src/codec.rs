@@ -12,6 +12,7 @@
 //! Reading is [`decode`]: it never panics and never allocates, whatever the bytes, and returns
 //! either a [`RecordView`] borrowing from the buffer or a [`DecodeError`] saying what is wrong.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::iter::FusedIterator;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -366,11 +367,13 @@ pub struct EncodedRecord {
     /// CRC of the bytes between the store timestamp and the CRC property: they never change after
     /// encoding, so `seal` only has to hash the header in front of them.
     tail_crc: u32,
-    /// Multiplying the header's CRC by x^(8 · tail length) shifts it past the tail, which is how
-    /// `seal` joins the two CRCs without rereading the tail. The multiplication is precomputed
-    /// here as a linear map, so that under the lock it is 32 independent masked XORs instead of
-    /// a 32-step dependency chain.
-    tail_shift: ShiftMap,
+    /// Length of those bytes. Multiplying the header's CRC by x^(8 · tail length) shifts it past
+    /// the tail, which is how `seal` joins the two CRCs without rereading the tail. Encoding
+    /// leaves the multiplication's map in its thread's memo (see [`shift_known`]), so that under
+    /// the lock it is 32 independent masked XORs instead of a 32-step dependency chain.
+    tail_len: u32,
+    /// x^(8 · tail length) mod P, for a thread whose memo lacks the map.
+    tail_x8n: u32,
     body_crc: u32,
 }
 
@@ -499,10 +502,13 @@ impl EncodedRecord {
         let crc_end = total - CRC_PROPERTY_LEN;
         let before_body = crc32(&buf[tail_start..body_start]);
         let mut tail = crc32fast::Hasher::new_with_initial(crc_concat(before_body, body_hash, spec.body.len()));
+        // Below 2^31: the record's length is.
+        let tail_len = (crc_end - tail_start) as u32;
         tail.update(&buf[body_end..crc_end]);
         Ok(EncodedRecord {
             tail_crc: tail.finalize(),
-            tail_shift: ShiftMap::new(x8n((crc_end - tail_start) as u32)),
+            tail_len,
+            tail_x8n: shift_memoized(tail_len, 0).1,
             buf,
             store_timestamp_pos,
             body_crc,
@@ -541,7 +547,7 @@ impl EncodedRecord {
         buf[POS_PHYSICAL_OFFSET..POS_PHYSICAL_OFFSET + 8].copy_from_slice(&physical_offset.to_be_bytes());
         buf[ts..ts + 8].copy_from_slice(&store_timestamp.to_be_bytes());
         let head_crc = crc32(&buf[..ts + 8]);
-        let crc = (self.tail_shift.apply(head_crc) ^ self.tail_crc) & CRC_MASK;
+        let crc = (shift_known(self.tail_len, self.tail_x8n, head_crc) ^ self.tail_crc) & CRC_MASK;
         let digits_end = buf.len() - 1;
         write_crc_digits(&mut buf[digits_end - CRC_DIGITS..digits_end], crc);
     }
@@ -686,7 +692,52 @@ fn x8n(len: u32) -> u32 {
 
 /// CRC(A ‖ B) from CRC(A), CRC(B) and |B| (the length of a part of one record, so below 2^31).
 fn crc_concat(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
-    multiply_mod_p(x8n(len_b as u32), crc_a) ^ crc_b
+    shift_memoized(len_b as u32, crc_a).0 ^ crc_b
+}
+
+const SHIFT_WAYS: usize = 8;
+
+thread_local! {
+    /// Maps of multiplication by x^(8·len) mod P, which shifts a CRC past `len` bytes, with
+    /// their `len` and x^(8·len) mod P. Building one costs two serial chains of 32 steps, as
+    /// much as hashing a few hundred bytes, and every put shifts by two lengths (body and tail).
+    /// A producer's records mostly repeat a few lengths, so each thread keeps the last ones.
+    /// `u32::MAX` marks an empty way: lengths within a record are below 2^31.
+    static SHIFTS: RefCell<[(u32, u32, ShiftMap); SHIFT_WAYS]> =
+        const { RefCell::new([(u32::MAX, 0, ShiftMap([0; 32])); SHIFT_WAYS]) };
+}
+
+/// The way of `len` in [`SHIFTS`]. Fibonacci hashing: lengths that differ by a small multiple
+/// of a power of two (a body and its record's tail, say) still land in different ways.
+fn shift_way(len: u32) -> usize {
+    (len.wrapping_mul(0x9E37_79B9) >> 29) as usize % SHIFT_WAYS
+}
+
+/// `a` shifted past `len` bytes, keeping the map for `len` in this thread's memo; with
+/// x^(8·len) mod P.
+fn shift_memoized(len: u32, a: u32) -> (u32, u32) {
+    SHIFTS.with_borrow_mut(|ways| {
+        let way = &mut ways[shift_way(len)];
+        if way.0 != len {
+            let c = x8n(len);
+            *way = (len, c, ShiftMap::new(c));
+        }
+        (way.2.apply(a), way.1)
+    })
+}
+
+/// `a` shifted past `len` bytes, `c` being x^(8·len) mod P: through this thread's memo if it
+/// holds the map, else by the 32-step multiplication. Never builds a map, so that this costs
+/// little under the append lock whichever thread sealed the record.
+fn shift_known(len: u32, c: u32, a: u32) -> u32 {
+    SHIFTS.with_borrow(|ways| {
+        let way = &ways[shift_way(len)];
+        if way.0 == len {
+            way.2.apply(a)
+        } else {
+            multiply_mod_p(c, a)
+        }
+    })
 }
 
 /// Writes the end-of-segment filler for a tail of `remaining` bytes.
@@ -1394,6 +1445,31 @@ mod tests {
             let map = ShiftMap::new(c);
             for a in [0u32, 1, 0x8000_0000, 0x1234_5678, u32::MAX, 0x0F0F_0F0F] {
                 assert_eq!(map.apply(a), multiply_mod_p(c, a), "{c:#x} · {a:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn memoized_shift_maps_stay_right_as_lengths_evict_each_other() {
+        // Far more lengths than ways, revisited out of order: every answer must be that of a
+        // freshly built map, whatever the memo holds at the time.
+        let lengths: Vec<u32> = (0..200u32).map(|i| (i * 7919) % 5000 + 1).collect();
+        for round in 0..3u32 {
+            for (k, &len) in lengths.iter().enumerate() {
+                let len = if (k as u32 + round).is_multiple_of(3) {
+                    len + 1024
+                } else {
+                    len
+                };
+                let a = 0x9E37_79B9u32.rotate_left(len % 32) ^ round;
+                let expected = multiply_mod_p(x8n(len), a);
+                assert_eq!(shift_memoized(len, a), (expected, x8n(len)), "len {len}");
+                assert_eq!(shift_known(len, x8n(len), a), expected, "len {len}, memoized");
+                assert_eq!(
+                    shift_known(len ^ 1, x8n(len ^ 1), a),
+                    multiply_mod_p(x8n(len ^ 1), a),
+                    "len {len} ^ 1"
+                );
             }
         }
     }
