@@ -127,6 +127,40 @@ fn bench_async_prints_one_json_line() {
 }
 
 #[test]
+fn bench_read_phase_takes_its_readers_and_batch() {
+    // One reader paging 4 queues 7 messages at a time: every message still comes back once (the
+    // bench checks each body's sequence number against its queue).
+    let lines = bench_json(&[
+        "--flush",
+        "async",
+        "--messages",
+        "1000",
+        "--producers",
+        "1",
+        "--queues",
+        "4",
+        "--readers",
+        "1",
+        "--get-batch",
+        "7",
+        "--segment-size",
+        "1048576",
+    ]);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["readers"], "1");
+    assert_eq!(lines[0]["get_batch"], "7");
+    for bad in [["--readers", "0"], ["--get-batch", "0"]] {
+        let out = mqstore(&["bench", "--flush", "async", "--messages", "10", bad[0], bad[1]]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad:?} must be a usage error: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
 fn bench_sync_and_all() {
     let lines = bench_json(&[
         "--flush",
