@@ -161,6 +161,34 @@ fn bench_read_phase_takes_its_readers_and_batch() {
 }
 
 #[test]
+fn bench_put_batch_appends_every_message_once() {
+    // 103 messages over 2 producers in batches of 5: shares and the last batches are short. The
+    // read phase checks every sequence number's queue and that all came back.
+    let lines = bench_json(&[
+        "--flush",
+        "sync",
+        "--messages",
+        "103",
+        "--producers",
+        "2",
+        "--put-batch",
+        "5",
+        "--segment-size",
+        "1048576",
+    ]);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["put_batch"], "5");
+    assert_eq!(lines[0]["read_messages"], "103");
+    let out = mqstore(&["bench", "--flush", "sync", "--messages", "10", "--put-batch", "0"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--put-batch 0 must be a usage error: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn bench_sync_and_all() {
     let lines = bench_json(&[
         "--flush",

@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// core, at most one per queue].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub readers: Option<u32>,
+    /// Messages per put: above 1, each producer appends with `put_batch` (one lock, one
+    /// durability wait per batch), and every message of a batch is charged the batch's latency.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub put_batch: u32,
     /// Messages each `get` of the read phase asks for.
     #[arg(long, value_name = "N", default_value_t = GET_BATCH, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub get_batch: u32,
@@ -164,6 +168,7 @@ struct Plan {
     segment_size: u64,
     warm_up: bool,
     zero_fill: Option<bool>,
+    put_batch: u32,
     /// `None`: one per core.
     readers: Option<u32>,
     get_batch: u32,
@@ -265,7 +270,8 @@ impl Report {
         }
         let _ = write!(
             s,
-            "\"readers\":{},\"get_batch\":{},\"read_messages\":{},\"put_errors\":{},\"put_not_ok\":{},\"read_errors\":{}}}",
+            "\"put_batch\":{},\"readers\":{},\"get_batch\":{},\"read_messages\":{},\"put_errors\":{},\"put_not_ok\":{},\"read_errors\":{}}}",
+            self.plan.put_batch,
             self.readers,
             self.plan.get_batch,
             self.read_messages,
@@ -388,6 +394,7 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
             segment_size: args.segment_size,
             warm_up: !args.no_warm_up,
             zero_fill: args.zero_fill,
+            put_batch: args.put_batch,
             readers: args.readers,
             get_batch: args.get_batch,
             dir,
@@ -695,31 +702,42 @@ fn produce(
     let queues = u64::from(plan.queues);
     barrier.wait();
     let mut unreported = 0;
-    for seq in first..first + count {
-        let mut body = template.to_vec();
-        stamp(&mut body, seq);
-        let msg = Message::new(TOPIC, (seq % queues) as u32, body);
+    let mut batch = Vec::with_capacity(plan.put_batch as usize);
+    let mut seq = first;
+    while seq < first + count {
+        let n = u64::from(plan.put_batch).min(first + count - seq);
+        for s in seq..seq + n {
+            let mut body = template.to_vec();
+            stamp(&mut body, s);
+            batch.push(Message::new(TOPIC, (s % queues) as u32, body));
+        }
+        seq += n;
         let start = Instant::now();
-        let put = store.put(msg);
-        let nanos = start.elapsed().as_nanos();
-        result
-            .latency
-            .saturating_record(u64::try_from(nanos).unwrap_or(u64::MAX));
+        let put = if n == 1 {
+            let msg = batch.pop().expect("one message");
+            store.put(msg).map(|r| vec![r])
+        } else {
+            store.put_batch(std::mem::take(&mut batch))
+        };
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // Every message of a batch waited as long as the batch did.
+        result.latency.saturating_record_n(nanos, n);
         match put {
-            Ok(r) if r.status == PutStatus::Ok => {}
-            Ok(r) => {
-                result.not_ok += 1;
-                result
-                    .first_error
-                    .get_or_insert_with(|| format!("put returned {:?}", r.status));
+            Ok(results) => {
+                for r in results.iter().filter(|r| r.status != PutStatus::Ok) {
+                    result.not_ok += 1;
+                    result
+                        .first_error
+                        .get_or_insert_with(|| format!("put returned {:?}", r.status));
+                }
             }
             Err(e) => {
-                result.errors += 1;
+                result.errors += n;
                 result.first_error.get_or_insert_with(|| format!("put failed: {e}"));
             }
         }
-        unreported += 1;
-        if unreported == PROGRESS_STEP {
+        unreported += n;
+        if unreported >= PROGRESS_STEP {
             bar.inc(unreported);
             unreported = 0;
         }
