@@ -1161,9 +1161,14 @@ impl<'a> Fields<'a> {
         } else {
             IpAddr::V4(Ipv4Addr::from(self.array::<4>(pos)?))
         };
+        Ok(SocketAddr::new(ip, self.port(pos, len, field)?))
+    }
+
+    /// The port of the host address at `pos` (`len` bytes, the port last), which must fit a
+    /// `u16`.
+    fn port(self, pos: usize, len: usize, field: &'static str) -> Result<u16, DecodeError> {
         let port = self.i32(pos + len - 4)?;
-        let port = u16::try_from(port).map_err(|_| DecodeError::BadPort { field, port })?;
-        Ok(SocketAddr::new(ip, port))
+        u16::try_from(port).map_err(|_| DecodeError::BadPort { field, port })
     }
 }
 
@@ -1321,8 +1326,8 @@ fn check_record(rec: &[u8], v2: bool, verify: Verify) -> Result<(RecordShape, &s
     let queue_id = non_negative("queue id", f.i32(POS_QUEUE_ID)?)? as u32;
     let queue_offset = non_negative("queue offset", f.i64(POS_QUEUE_OFFSET)?)?;
     non_negative("physical offset", f.i64(POS_PHYSICAL_OFFSET)?)?;
-    check_port(f, POS_BORN_HOST, layout.born_host_len, "born host")?;
-    check_port(f, layout.store_host(), layout.store_host_len, "store host")?;
+    f.port(POS_BORN_HOST, layout.born_host_len, "born host")?;
+    f.port(layout.store_host(), layout.store_host_len, "store host")?;
     let topic = std::str::from_utf8(topic).map_err(|_| DecodeError::InvalidUtf8 { field: "topic" })?;
     let props = std::str::from_utf8(props).map_err(|_| DecodeError::InvalidUtf8 { field: "properties" })?;
 
@@ -1337,15 +1342,6 @@ fn check_record(rec: &[u8], v2: bool, verify: Verify) -> Result<(RecordShape, &s
         properties: (props_start as u32, props_len as u32),
     };
     Ok((shape, topic, props))
-}
-
-/// The port of the host address at `pos` (`len` bytes, the port last) must fit a `u16`.
-fn check_port(f: Fields<'_>, pos: usize, len: usize, field: &'static str) -> Result<(), DecodeError> {
-    let port = f.i32(pos + len - 4)?;
-    match u16::try_from(port) {
-        Ok(_) => Ok(()),
-        Err(_) => Err(DecodeError::BadPort { field, port }),
-    }
 }
 
 /// The full view of a record [`check_record`] accepted.
