@@ -336,12 +336,17 @@ impl<B: Backend> ConsumeQueue<B> {
     /// Drops the units of records at or past commit-log offset `from`, and unreadable units
     /// among them, so that a re-dispatch from `from` rebuilds them from the log (after a crash,
     /// units past the checkpoint may be torn, or point at records that did not survive).
-    pub fn truncate_from_log_offset(&self, from: u64) -> Result<()> {
+    ///
+    /// The unit left last must also pass [`truncate_to_log`](Self::truncate_to_log)'s test
+    /// against `log_end`: the one before this call did not look at it, and if the re-dispatch
+    /// adds nothing after it (a queue without records from `from` on), the next open would drop
+    /// it and the two sessions would disagree on the queue's max offset.
+    pub fn truncate_from_log_offset(&self, from: u64, log_end: u64) -> Result<()> {
         let min_held = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
         let mut keep = self.max_offset();
         while keep > min_held {
             match self.unit(keep - 1) {
-                Some(u) if u.is_blank() || u.commit_log_offset < from => break,
+                Some(u) if u.is_blank() || (u.commit_log_offset < from && u.end() <= log_end) => break,
                 _ => keep -= 1,
             }
         }

@@ -293,7 +293,7 @@ pub fn recover<B: Backend>(
         // from below it as well, as if it had been found at load.
         loop {
             for q in queues.all() {
-                q.truncate_from_log_offset(dispatch_from)?;
+                q.truncate_from_log_offset(dispatch_from, end)?;
             }
             match hole_start() {
                 Some(start) if start < dispatch_from => dispatch_from = start,

@@ -1383,6 +1383,85 @@ fn damaged_unit_in_a_file_the_crash_rebuild_makes_last_is_rebuilt_in_the_same_se
     damaged_unit_read_by_two_sessions(&fx, "damaged unit in a file the crash rebuild makes last");
 }
 
+/// A queue with no record in the log holds units copied from another queue (fuzz finding
+/// `cq-file-of-another-queue-max-offset-differs-next-session`), one of them with a size that puts
+/// its record's end past the log. Recovery checks only a queue's last unit against the log end,
+/// and here that one is valid; but after a crash the rebuild drops it (its record lies past the
+/// stale checkpoint's segment start), nothing is dispatched into the queue again, and the damaged
+/// unit becomes the last. The next open would drop it: this one must already, or the two
+/// sessions disagree on the queue's max offset.
+#[test]
+fn unit_past_the_log_end_that_the_crash_rebuild_makes_last_is_dropped_in_the_same_session() {
+    let mut fx = Fixture::build(40);
+    let stale = fx.read_checkpoint().expect("a checkpoint");
+    let stale_end = fx.model.end();
+    fx.append(60);
+    fx.write_checkpoint(Some(&stale));
+    fx.mark_crashed();
+    assert!(
+        stale_end >= SEGMENT,
+        "test setup: the rebuild starts past the first segment"
+    );
+    let [a, b] = [&fx.model.recs[0], &fx.model.recs[1]];
+    let past_stale = fx.model.recs.iter().find(|r| r.commit_log_offset >= stale_end).unwrap();
+    let unit = |r: &Rec, size: u32| {
+        mqstore::consume_queue::CqUnit {
+            commit_log_offset: r.commit_log_offset,
+            size,
+            tags_code: 0,
+        }
+        .encode()
+    };
+    let past_log_end = (fx.model.end() - b.commit_log_offset + 1) as u32;
+    let mut file = [
+        unit(a, a.size),
+        unit(b, past_log_end),
+        unit(past_stale, past_stale.size),
+    ]
+    .concat();
+    file.resize((CQ_UNITS * UNIT) as usize, 0);
+    let (topic, queue) = ("other", 0);
+    let qdir = fx.dir.join("consumequeue").join(topic).join(queue.to_string());
+    std::fs::create_dir_all(&qdir).unwrap();
+    std::fs::write(qdir.join(segment_file_name(0)), file).unwrap();
+
+    let mut c = Checks::new("unit past the log end that the crash rebuild makes last");
+    for session in ["crash open", "next open"] {
+        let Some(store) = must_open(&fx, &mut c, session) else {
+            break;
+        };
+        let report = store.recovery_report();
+        if session == "crash open" {
+            assert!(
+                (b.commit_log_offset + 1..=past_stale.commit_log_offset).contains(&report.dispatched_from),
+                "test setup: the rebuild starts between the damaged unit's record and the last unit's: \
+                 {report:?}"
+            );
+        }
+        // Not check_model: it counts the extra queue as a failure.
+        c.check(store.wait_dispatched(Duration::from_secs(10)), || {
+            format!("{session}: dispatch did not catch up within 10 s")
+        });
+        for r in &fx.model.recs {
+            check_rec(&store, r, &mut c, session);
+        }
+        let max = store.max_offset(topic, queue);
+        c.check(max == 1, || {
+            format!("{session}: {topic}/{queue} has max offset {max}, not 1 (only the first unit is sound)")
+        });
+        if let Ok(g) = store.get(topic, queue, 0, 4) {
+            c.check(g.messages.is_empty(), || {
+                format!(
+                    "{session}: {topic}/{queue} served messages of another queue: {:?}",
+                    g.messages.iter().map(describe).collect::<Vec<_>>()
+                )
+            });
+        }
+        store.close().unwrap();
+    }
+    c.finish();
+}
+
 // ------------------------------------------------------------------------------------------
 // Abort marker on a clean store.
 // ------------------------------------------------------------------------------------------

@@ -1681,18 +1681,7 @@ pub fn generated_seeds(repo: &Path) -> Vec<(String, Vec<u8>)> {
 /// so, and the entry moves to the target's seeds ([`recover_seeds`] for recover_store).
 pub fn known_crashes() -> Vec<(&'static str, &'static str, Vec<u8>, &'static str, &'static str)> {
     // Open bugs, minimized; fixed ones move to the seeds (`found_seeds`).
-    vec![(
-        "recover_store",
-        "cq-file-of-another-queue-max-offset-differs-next-session",
-        include_bytes!("../known-crashes/recover_store/cq-file-of-another-queue-max-offset-differs-next-session")
-            .to_vec(),
-        "a consume-queue file of queue fuzz/X copied into a queue directory of its own (other/0, \
-         which has no record in the log), after a crash: crash recovery leaves the queue's max \
-         offset at 1246, the next clean open finds 1245 (its units point at records of another \
-         queue, so every read of it is CorruptConsumeQueue either way; only the max offset \
-         differs). Open: recovery does not check that a queue's units point at its own records",
-        "reads differently",
-    )]
+    vec![]
 }
 
 /// Index of `path` in `files`, as [`FileOp`]s pick files.
@@ -1854,6 +1843,12 @@ fn found_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
     };
     let cq = |q: u32, file: u64| format!("consumequeue/fuzz/{q}/{:020}", file * CQ_UNITS * UNIT_SIZE);
     let cq0 = cq(0, 0);
+    let crash_no_meta = RecoverInput {
+        drop_meta: true,
+        ..crash.clone()
+    };
+    let cq0_index = file_index(base, &crash_no_meta, &cq0);
+    let other_queue = DIRS.iter().position(|d| *d == "consumequeue/other/0").expect("in DIRS") as u8;
     vec![
         (
             // The last segment lost and queue fuzz/0's units 0..2 damaged: crash recovery left
@@ -2065,6 +2060,39 @@ fn found_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
                                 &[255, 255, 255, 255, 255, 255, 111],
                             ]
                             .concat(),
+                        },
+                    ),
+                ],
+            ),
+        ),
+        (
+            // After a crash, queue fuzz/0's first file moved to other/0 (no record in the log)
+            // at unit 1232, its bytes 285..320 copied 16 bytes back: unit 13's size now puts its
+            // record's end past the log. Recovery checked only the last unit (15, sound) against
+            // the log end; the rebuild from the checkpoint's segment dropped units 14 and 15 and
+            // left 13 last, which the next open dropped: max offset 1246, then 1245. The rebuild's
+            // truncation now applies the log-end test too.
+            "found-cq-file-of-another-queue-max-offset-differs-next-session",
+            scripted(
+                base,
+                &crash_no_meta,
+                vec![
+                    (
+                        None,
+                        FileOp::Copy {
+                            from: cq0_index,
+                            from_offset: 14 * UNIT_SIZE as u16 + 5,
+                            to: cq0_index,
+                            to_offset: 13 * UNIT_SIZE as u16 + 9,
+                            len: 35,
+                        },
+                    ),
+                    (
+                        Some(cq0.as_str()),
+                        FileOp::Rename {
+                            file: 0,
+                            dir: other_queue,
+                            index: 77,
                         },
                     ),
                 ],
