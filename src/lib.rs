@@ -52,7 +52,7 @@ pub mod verify;
 pub use config::StoreConfig;
 pub use error::{Error, Result};
 pub use flush::FlushPolicy;
-pub use message::{GetResult, GetStatus, Message, PutResult, PutStatus, StoredMessage, TagFilter};
+pub use message::{GetResult, GetStatus, Message, PendingPut, PutResult, PutStatus, StoredMessage, TagFilter};
 pub use store::MessageStore;
 
 /// The README's examples, compiled and run as doc tests.

@@ -1,12 +1,17 @@
 //! What producers give ([`Message`]), what consumers get ([`StoredMessage`]), the results of
 //! put and get, and the validation of names and sizes.
 
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use crate::codec::{self, RecordShape};
 use crate::config::MAX_TOPIC_LEN;
 use crate::error::{Error, Result};
+use crate::flush::{FlushOutcome, Pending};
 use crate::segment::SegmentRead;
 use crate::segment::buffer::BufferSlice;
 
@@ -200,6 +205,99 @@ pub struct PutResult {
     pub wrote_bytes: u32,
     /// The store timestamp assigned (ms since the epoch); never decreases along the log.
     pub store_timestamp: u64,
+}
+
+/// The status a put reports for its flush outcome. A failed flush also stops the store from
+/// accepting writes (`writeable`): after a failed fsync nothing pending can be trusted.
+pub(crate) fn put_status(outcome: FlushOutcome, writeable: &AtomicBool) -> PutStatus {
+    match outcome {
+        FlushOutcome::Durable | FlushOutcome::NotAwaited => PutStatus::Ok,
+        FlushOutcome::TimedOut => PutStatus::FlushDiskTimeout,
+        FlushOutcome::Failed => {
+            writeable.store(false, Ordering::Release);
+            PutStatus::FlushDiskTimeout
+        }
+    }
+}
+
+/// A message appended by [`MessageStore::put_async`](crate::MessageStore::put_async), whose
+/// durability the flush policy confirms later.
+///
+/// Its place in the log is known at once. [`wait`](Self::wait) blocks for the final
+/// [`PutResult`]; as a [`Future`] it resolves to the same, so an asynchronous broker can keep
+/// many puts in flight on few threads and still acknowledge each only when its policy is met.
+/// Dropping it forgoes the outcome, not the message: the message stays appended.
+pub struct PendingPut {
+    appended: PutResult,
+    pending: Pending,
+    writeable: Arc<AtomicBool>,
+}
+
+impl PendingPut {
+    pub(crate) fn new(appended: PutResult, pending: Pending, writeable: Arc<AtomicBool>) -> Self {
+        PendingPut {
+            appended,
+            pending,
+            writeable,
+        }
+    }
+
+    /// Where the record starts in the commit log.
+    pub fn commit_log_offset(&self) -> u64 {
+        self.appended.commit_log_offset
+    }
+
+    /// The message's offset in its queue.
+    pub fn queue_offset(&self) -> u64 {
+        self.appended.queue_offset
+    }
+
+    /// Bytes of the record in the commit log.
+    pub fn wrote_bytes(&self) -> u32 {
+        self.appended.wrote_bytes
+    }
+
+    /// The store timestamp assigned (ms since the epoch).
+    pub fn store_timestamp(&self) -> u64 {
+        self.appended.store_timestamp
+    }
+
+    /// Whether the outcome is known, so that [`wait`](Self::wait) would not block.
+    pub fn is_done(&self) -> bool {
+        self.pending.outcome().is_some()
+    }
+
+    /// Blocks until the policy's outcome is known (at most the policy's timeout, for the
+    /// built-in sync policy) and returns the put's result, as [`put`](crate::MessageStore::put)
+    /// would have.
+    pub fn wait(self) -> PutResult {
+        self.result(self.pending.wait())
+    }
+
+    fn result(&self, outcome: FlushOutcome) -> PutResult {
+        PutResult {
+            status: put_status(outcome, &self.writeable),
+            ..self.appended
+        }
+    }
+}
+
+impl Future for PendingPut {
+    type Output = PutResult;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<PutResult> {
+        self.pending.poll(cx).map(|outcome| self.result(outcome))
+    }
+}
+
+impl std::fmt::Debug for PendingPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingPut")
+            .field("commit_log_offset", &self.appended.commit_log_offset)
+            .field("queue_offset", &self.appended.queue_offset)
+            .field("done", &self.is_done())
+            .finish()
+    }
 }
 
 /// Outcome of a get, with RocketMQ's meaning.

@@ -19,9 +19,12 @@ use crate::consume_queue::{ConsumeQueue, QueueTable, UNIT_SIZE};
 use crate::dispatch::{DispatchShared, Dispatcher};
 use crate::error::{Error, IoContext, Result};
 use crate::files::{open_or_create, sync_dir};
-use crate::flush::{FlushOutcome, FlushTarget, Flusher};
+use crate::flush::{FlushTarget, Flusher, Pending};
 use crate::message::MessageSource;
-use crate::message::{GetResult, GetStatus, Message, PutResult, PutStatus, StoredMessage, TagFilter, validate_topic};
+use crate::message::{
+    GetResult, GetStatus, Message, PendingPut, PutResult, PutStatus, StoredMessage, TagFilter, put_status,
+    validate_topic,
+};
 use crate::meta::{FORMAT_VERSION, Meta};
 use crate::recovery::{RecoveryReport, recover};
 use crate::segment::SizeRule;
@@ -86,7 +89,8 @@ pub struct MessageStore<B: Backend = MmapBackend> {
     checkpoint: Arc<CheckpointFile>,
     verify: Verify,
     closed: AtomicBool,
-    writeable: AtomicBool,
+    /// Shared with pending puts, which clear it when their flush fails.
+    writeable: Arc<AtomicBool>,
     recovery: RecoveryReport,
 }
 
@@ -269,7 +273,7 @@ impl<B: Backend> MessageStore<B> {
             checkpoint,
             verify,
             closed: AtomicBool::new(false),
-            writeable: AtomicBool::new(true),
+            writeable: Arc::new(AtomicBool::new(true)),
             recovery,
         })
     }
@@ -318,29 +322,47 @@ impl<B: Backend> MessageStore<B> {
 
     fn status_after(&self, end: u64) -> PutStatus {
         self.dispatcher.shared().wake();
-        match self.flusher.after_append(end) {
-            FlushOutcome::Durable | FlushOutcome::NotAwaited => PutStatus::Ok,
-            FlushOutcome::TimedOut => PutStatus::FlushDiskTimeout,
-            FlushOutcome::Failed => {
-                self.writeable.store(false, Ordering::Release);
-                PutStatus::FlushDiskTimeout
-            }
-        }
+        put_status(self.flusher.after_append(end), &self.writeable)
     }
 
     /// Appends one message. `Err` means nothing was appended; `Ok` with a status other than
     /// `PutStatus::Ok` means appended, but the durability the policy promises was not confirmed.
     pub fn put(&self, msg: Message) -> Result<PutResult> {
+        let (appended, end) = self.append_one(&msg)?;
+        Ok(PutResult {
+            status: self.status_after(end),
+            ..appended
+        })
+    }
+
+    /// Appends one message like [`put`](Self::put), without waiting for the flush policy: the
+    /// returned [`PendingPut`] reports the outcome when the policy has it (blocking with
+    /// [`PendingPut::wait`], or as a future). Under [`FlushPolicy::sync`](crate::FlushPolicy::sync)
+    /// the group commit's service thread leads the syncs of such puts, so one thread can keep
+    /// many in flight and they share syncs as if each had its own producer thread. Costs one
+    /// allocation per put, for the outcome's slot.
+    ///
+    /// `Err` means nothing was appended, as for `put`.
+    pub fn put_async(&self, msg: Message) -> Result<PendingPut> {
+        let (appended, end) = self.append_one(&msg)?;
+        self.dispatcher.shared().wake();
+        let (done, pending) = Pending::pair();
+        self.flusher.after_append_async(end, done);
+        Ok(PendingPut::new(appended, pending, Arc::clone(&self.writeable)))
+    }
+
+    /// Encodes and appends one message: its result with status `Ok` (the flush policy has not
+    /// been asked yet), and the log's end after it.
+    fn append_one(&self, msg: &Message) -> Result<(PutResult, u64)> {
         self.check_writeable()?;
         let now = now_millis();
-        let record = self.encode(&msg, RECORD.take(), now)?;
+        let record = self.encode(msg, RECORD.take(), now)?;
         let queue = self.queues.get_or_create(&msg.topic, msg.queue_id)?;
         let mut batch = [Appending::new(record, queue.assign_counter())];
         let end = self.log.append(&mut batch, now)?;
-        let status = self.status_after(end);
         let [a] = batch;
         let result = PutResult {
-            status,
+            status: PutStatus::Ok,
             commit_log_offset: a.commit_log_offset,
             queue_offset: a.queue_offset,
             wrote_bytes: a.record.len() as u32,
@@ -350,7 +372,7 @@ impl<B: Backend> MessageStore<B> {
         if buf.capacity() <= REUSE_RECORD_BUFFER_UP_TO {
             RECORD.set(buf);
         }
-        Ok(result)
+        Ok((result, end))
     }
 
     /// Appends messages atomically and contiguously (in one segment, under one lock) and waits

@@ -61,6 +61,9 @@ enum Policy {
     Sync,
     /// Sync appending straight into the file mapping (no write buffers).
     SyncMapped,
+    /// Sync, each writer keeping puts in flight with `put_async` and acknowledging each once
+    /// its wait says `Ok`.
+    SyncPipelined,
     Async,
 }
 
@@ -69,6 +72,7 @@ impl Policy {
         match self {
             Policy::Sync => "sync",
             Policy::SyncMapped => "sync-mapped",
+            Policy::SyncPipelined => "sync-pipelined",
             Policy::Async => "async",
         }
     }
@@ -77,6 +81,7 @@ impl Policy {
         match s {
             "sync" => Policy::Sync,
             "sync-mapped" => Policy::SyncMapped,
+            "sync-pipelined" => Policy::SyncPipelined,
             "async" => Policy::Async,
             other => panic!("unknown policy {other:?}"),
         }
@@ -84,7 +89,7 @@ impl Policy {
 
     fn flush(self) -> FlushPolicy {
         match self {
-            Policy::Sync => FlushPolicy::sync(),
+            Policy::Sync | Policy::SyncPipelined => FlushPolicy::sync(),
             Policy::SyncMapped => FlushPolicy::sync().with_buffers(0, false),
             Policy::Async => FlushPolicy::asynchronous(),
         }
@@ -503,7 +508,7 @@ fn child_main(dir: &Path, policy: Policy, seed: u64, expect: Option<&Path>) -> !
         .map(|w| {
             let store = Arc::clone(&store);
             let seed = mix_seed(&[seed, w, 0x3217E5]);
-            std::thread::spawn(move || writer(&store, seed))
+            std::thread::spawn(move || writer(&store, policy, seed))
         })
         .collect();
     for w in writers {
@@ -512,9 +517,31 @@ fn child_main(dir: &Path, policy: Policy, seed: u64, expect: Option<&Path>) -> !
     std::process::exit(0);
 }
 
-fn writer(store: &MessageStore, seed: u64) {
+/// Puts each pipelined writer keeps in flight.
+const IN_FLIGHT: usize = 16;
+
+fn writer(store: &MessageStore, policy: Policy, seed: u64) {
     let mut rng = Rng::new(seed);
+    let mut in_flight = std::collections::VecDeque::with_capacity(IN_FLIGHT);
     loop {
+        if policy == Policy::SyncPipelined {
+            let key = rng.next_u64();
+            let t = rng.below(TOPICS.len() as u64) as usize;
+            let q = rng.below(QUEUES as u64) as u32;
+            match store.put_async(message_for(t, q, key)) {
+                Ok(pending) => in_flight.push_back((t, q, key, pending)),
+                Err(e) => fail_child(6, format!("put_async: {e} ({e:?})")),
+            }
+            if in_flight.len() == IN_FLIGHT {
+                let (t, q, key, pending) = in_flight.pop_front().expect("a put in flight");
+                // Acknowledged only once its wait confirms it, as a broker would.
+                match pending.wait() {
+                    r if r.status == PutStatus::Ok => emit(&Ack::new(t, q, &r, key).line()),
+                    r => emit(&format!("UNCONFIRMED {:?}", r.status)),
+                }
+            }
+            continue;
+        }
         let key = rng.next_u64();
         let t = rng.below(TOPICS.len() as u64) as usize;
         let q = rng.below(QUEUES as u64) as u32;
@@ -1122,6 +1149,17 @@ fn sigkill_under_async_policy_loses_no_acknowledged_put() {
         power_loss: false,
         salt: 2,
         delay_ms: (10, 150),
+    });
+}
+
+#[test]
+fn power_loss_after_sigkill_loses_no_acknowledged_pipelined_sync_put() {
+    crash_test(&Variant {
+        name: "sync-pipelined+power-loss",
+        policy: Policy::SyncPipelined,
+        power_loss: true,
+        salt: 5,
+        delay_ms: (30, 400),
     });
 }
 

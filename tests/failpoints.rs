@@ -109,6 +109,53 @@ fn failed_sync_is_never_acknowledged_and_stops_writes() {
 }
 
 #[test]
+fn failed_sync_of_puts_in_flight_is_never_acknowledged_and_stops_writes() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path()).flush_policy(FlushPolicy::sync())).unwrap();
+    let acked: Vec<_> = (0..20)
+        .map(|i| store.put_async(Message::new("fp", 0, body(i))).unwrap())
+        .collect();
+    for p in acked {
+        assert_eq!(p.wait().status, PutStatus::Ok);
+    }
+    fail::cfg("segment-flush", "return").unwrap();
+    let failing: Vec<_> = (20..30)
+        .map(|i| store.put_async(Message::new("fp", 0, body(i))))
+        .collect();
+    let mut refused = 0;
+    for p in failing {
+        match p {
+            // Listed before the failure showed: resolved, never with Ok.
+            Ok(p) => assert_ne!(
+                p.wait().status,
+                PutStatus::Ok,
+                "a put whose sync failed was acknowledged"
+            ),
+            Err(Error::NotWriteable(_)) => refused += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert!(refused < 10, "the first put after the failure point was appended");
+    fail::remove("segment-flush");
+    assert!(matches!(
+        store.put_async(Message::new("fp", 0, body(30))),
+        Err(Error::NotWriteable(_))
+    ));
+    let _ = store.close();
+    assert!(dir.path().join("abort").exists());
+    drop(store);
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    let msgs = read_queue(&store, "fp", 0);
+    assert!(msgs.len() >= 20);
+    for (i, m) in msgs.iter().take(20).enumerate() {
+        assert_eq!(m.body(), body(i as u64).as_slice());
+    }
+    scenario.teardown();
+}
+
+#[test]
 fn failed_checkpoint_write_loses_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let scenario = fail::FailScenario::setup();

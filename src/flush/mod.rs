@@ -5,6 +5,7 @@
 //! lock) with the end offset of what was appended; the flusher decides whether to wait.
 
 mod buffered;
+mod completion;
 mod group_commit;
 mod interval;
 
@@ -14,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use buffered::WriteBufferFlush;
+pub use completion::Completion;
+pub(crate) use completion::Pending;
 pub use group_commit::GroupCommit;
 pub use interval::IntervalFlush;
 
@@ -88,6 +91,17 @@ pub trait Flusher: Send + Sync + 'static {
     /// Called after every append (or batch), outside the append lock, with the end offset of the
     /// appended bytes. Blocks as long as the policy wants the put to wait.
     fn after_append(&self, end_offset: u64) -> FlushOutcome;
+
+    /// [`after_append`](Self::after_append) for a put that does not wait
+    /// ([`MessageStore::put_async`](crate::MessageStore::put_async)): report the outcome through
+    /// `done`, at once or later from any thread, and return without blocking.
+    ///
+    /// The default calls `after_append` and completes `done` with its outcome, so it blocks as
+    /// long as `after_append` does: a policy that waits should override it, as
+    /// [`GroupCommit`] does.
+    fn after_append_async(&self, end_offset: u64, done: Completion) {
+        done.complete(self.after_append(end_offset));
+    }
 
     /// Called once when the store closes; stop background threads here. The store flushes
     /// everything itself afterwards.
