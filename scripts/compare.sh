@@ -30,8 +30,8 @@ import json, statistics, sys
 rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]
 med = lambda k: statistics.median(r[k] for r in rows)
 r0 = rows[0]
-print("mqstore=%s flush=%s producers=%s put_batch=%s msgs=%s append_msgs_per_s=%.0f append_MiBps=%.1f read_msgs_per_s=%.0f "
-      "p50_us=%.1f p99_us=%.1f p999_us=%.1f runs=%d" % (sys.argv[1], r0["flush"], r0["producers"], r0["put_batch"], r0["messages"],
+print("mqstore=%s flush=%s producers=%s put_batch=%s in_flight=%s msgs=%s append_msgs_per_s=%.0f append_MiBps=%.1f read_msgs_per_s=%.0f "
+      "p50_us=%.1f p99_us=%.1f p999_us=%.1f runs=%d" % (sys.argv[1], r0["flush"], r0["producers"], r0["put_batch"], r0["in_flight"], r0["messages"],
       med("append_msgs_per_s"), med("append_mib_per_s"), med("read_msgs_per_s"), med("p50_us"), med("p99_us"),
       med("p999_us"), len(rows)))
 '
@@ -48,3 +48,5 @@ run sync-8      --flush sync     --producers 8  --messages "$N_SYNC8"
 run sync-64     --flush sync     --producers 64 --messages "$N_SYNC64"
 # 64 messages in flight from 8 threads: the group-commit ceiling without a thread per waiting put.
 run sync-8x8    --flush sync     --producers 8  --messages "$N_SYNC64" --put-batch 8
+# 64 puts in flight from one thread with put_async: the group-commit service thread leads.
+run sync-1x64   --flush sync     --producers 1  --messages "$N_SYNC64" --in-flight 64

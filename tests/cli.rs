@@ -189,6 +189,42 @@ fn bench_put_batch_appends_every_message_once() {
 }
 
 #[test]
+fn bench_in_flight_puts_append_every_message_once() {
+    let lines = bench_json(&[
+        "--flush",
+        "sync",
+        "--messages",
+        "103",
+        "--producers",
+        "2",
+        "--in-flight",
+        "8",
+        "--segment-size",
+        "1048576",
+    ]);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["in_flight"], "8");
+    assert_eq!(lines[0]["read_messages"], "103");
+    let out = mqstore(&[
+        "bench",
+        "--flush",
+        "sync",
+        "--messages",
+        "10",
+        "--in-flight",
+        "4",
+        "--put-batch",
+        "4",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--in-flight with --put-batch must be a usage error: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn bench_sync_and_all() {
     let lines = bench_json(&[
         "--flush",

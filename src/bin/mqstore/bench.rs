@@ -6,6 +6,7 @@
 //! built the consume queues; read every queue from offset 0 through `get` and check what comes
 //! back (count, bytes, and each body's sequence number against its queue); close the store.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use mqstore::config::DEFAULT_MAX_QUEUES_PER_TOPIC;
-use mqstore::{FlushPolicy, GetStatus, Message, MessageStore, PutStatus, StoreConfig};
+use mqstore::{FlushPolicy, GetStatus, Message, MessageStore, PendingPut, PutStatus, StoreConfig};
 
 use crate::{Failure, Outcome};
 
@@ -89,6 +90,10 @@ pub struct BenchArgs {
     /// durability wait per batch), and every message of a batch is charged the batch's latency.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub put_batch: u32,
+    /// Puts each producer keeps in flight: above 1, it appends with `put_async` and waits for
+    /// the oldest once this many are pending (not with `--put-batch`).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub in_flight: u32,
     /// Messages each `get` of the read phase asks for.
     #[arg(long, value_name = "N", default_value_t = GET_BATCH, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub get_batch: u32,
@@ -169,6 +174,7 @@ struct Plan {
     warm_up: bool,
     zero_fill: Option<bool>,
     put_batch: u32,
+    in_flight: u32,
     /// `None`: one per core.
     readers: Option<u32>,
     get_batch: u32,
@@ -270,8 +276,9 @@ impl Report {
         }
         let _ = write!(
             s,
-            "\"put_batch\":{},\"readers\":{},\"get_batch\":{},\"read_messages\":{},\"put_errors\":{},\"put_not_ok\":{},\"read_errors\":{}}}",
+            "\"put_batch\":{},\"in_flight\":{},\"readers\":{},\"get_batch\":{},\"read_messages\":{},\"put_errors\":{},\"put_not_ok\":{},\"read_errors\":{}}}",
             self.plan.put_batch,
+            self.plan.in_flight,
             self.readers,
             self.plan.get_batch,
             self.read_messages,
@@ -363,6 +370,11 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
         FlushArg::Buffered => vec![Mode::Buffered],
         FlushArg::All => MODES.to_vec(),
     };
+    if args.put_batch > 1 && args.in_flight > 1 {
+        return Err(Failure::usage(
+            "--put-batch and --in-flight do not combine: a batch is one put, waited for whole",
+        ));
+    }
     let record_len = u64::from(args.size) + RECORD_OVERHEAD;
     if record_len + 8 > args.segment_size {
         return Err(Failure::usage(format!(
@@ -395,6 +407,7 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
             warm_up: !args.no_warm_up,
             zero_fill: args.zero_fill,
             put_batch: args.put_batch,
+            in_flight: args.in_flight,
             readers: args.readers,
             get_batch: args.get_batch,
             dir,
@@ -700,9 +713,11 @@ fn produce(
         first_error: None,
     };
     let queues = u64::from(plan.queues);
+    let in_flight_max = plan.in_flight as usize;
+    let mut in_flight: VecDeque<(Instant, PendingPut)> = VecDeque::with_capacity(in_flight_max);
+    let mut batch = Vec::with_capacity(plan.put_batch as usize);
     barrier.wait();
     let mut unreported = 0;
-    let mut batch = Vec::with_capacity(plan.put_batch as usize);
     let mut seq = first;
     while seq < first + count {
         let n = u64::from(plan.put_batch).min(first + count - seq);
@@ -713,27 +728,32 @@ fn produce(
         }
         seq += n;
         let start = Instant::now();
-        let put = if n == 1 {
-            let msg = batch.pop().expect("one message");
-            store.put(msg).map(|r| vec![r])
-        } else {
-            store.put_batch(std::mem::take(&mut batch))
-        };
-        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        // Every message of a batch waited as long as the batch did.
-        result.latency.saturating_record_n(nanos, n);
-        match put {
-            Ok(results) => {
-                for r in results.iter().filter(|r| r.status != PutStatus::Ok) {
-                    result.not_ok += 1;
-                    result
-                        .first_error
-                        .get_or_insert_with(|| format!("put returned {:?}", r.status));
-                }
+        if n > 1 {
+            let put = store.put_batch(std::mem::take(&mut batch));
+            // Every message of a batch waited as long as the batch did.
+            result.latency.saturating_record_n(nanos_since(start), n);
+            match put {
+                Ok(results) => results.iter().for_each(|r| result.note(r.status)),
+                Err(e) => result.fail(n, &e),
             }
-            Err(e) => {
-                result.errors += n;
-                result.first_error.get_or_insert_with(|| format!("put failed: {e}"));
+        } else {
+            let msg = batch.pop().expect("one message");
+            if in_flight_max > 1 {
+                match store.put_async(msg) {
+                    Ok(pending) => in_flight.push_back((start, pending)),
+                    Err(e) => result.fail(1, &e),
+                }
+                if in_flight.len() >= in_flight_max {
+                    let (started, pending) = in_flight.pop_front().expect("a put in flight");
+                    result.complete(started, pending);
+                }
+            } else {
+                let put = store.put(msg);
+                result.latency.saturating_record(nanos_since(start));
+                match put {
+                    Ok(r) => result.note(r.status),
+                    Err(e) => result.fail(1, &e),
+                }
             }
         }
         unreported += n;
@@ -742,8 +762,38 @@ fn produce(
             unreported = 0;
         }
     }
+    for (started, pending) in in_flight {
+        result.complete(started, pending);
+    }
     bar.inc(unreported);
     result
+}
+
+fn nanos_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl ProducerResult {
+    fn note(&mut self, status: PutStatus) {
+        if status != PutStatus::Ok {
+            self.not_ok += 1;
+            self.first_error
+                .get_or_insert_with(|| format!("put returned {status:?}"));
+        }
+    }
+
+    fn fail(&mut self, messages: u64, e: &mqstore::Error) {
+        self.errors += messages;
+        self.first_error.get_or_insert_with(|| format!("put failed: {e}"));
+    }
+
+    /// Waits for a put in flight; its latency runs from its submission to its outcome, as the
+    /// producer learns it (in submission order, which is the order group commit completes in).
+    fn complete(&mut self, started: Instant, pending: PendingPut) {
+        let r = pending.wait();
+        self.latency.saturating_record(nanos_since(started));
+        self.note(r.status);
+    }
 }
 
 /// What one reader thread read.
