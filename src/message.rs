@@ -267,9 +267,10 @@ impl PendingPut {
         self.pending.outcome().is_some()
     }
 
-    /// Blocks until the policy's outcome is known (at most the policy's timeout, for the
-    /// built-in sync policy) and returns the put's result, as [`put`](crate::MessageStore::put)
-    /// would have.
+    /// Blocks until the policy's outcome is known and returns the put's result, as
+    /// [`put`](crate::MessageStore::put) would have. Under the built-in sync policy that is about
+    /// its timeout at most; a sync that outlasts the timeout while covering this put ends first,
+    /// and its outcome is the one reported.
     pub fn wait(self) -> PutResult {
         self.result(self.pending.wait())
     }
