@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the store: append per flush policy and message size, batch append,
-//! sequential read through the consume queue, and the record codec.
+//! sync appends kept in flight with `put_async`, sequential read through the consume queue, and
+//! the record codec.
 //!
 //! `cargo bench --bench store` (a few minutes). Figures compare only within one run on one
 //! machine; see docs/performance.md for the machine's ceilings and the peers.
@@ -52,6 +53,42 @@ fn append(c: &mut Criterion) {
             store.close().unwrap();
         }
     }
+    group.finish();
+}
+
+/// Sync appends from one thread keeping `in_flight` puts pending: what group commit gives a
+/// broker that does not block a thread per put.
+fn pipelined_sync_append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_in_flight");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), FlushPolicy::sync());
+    let body = vec![0xA5u8; 1024];
+    for in_flight in [1usize, 16, 64] {
+        group.throughput(Throughput::Elements(1));
+        group.bench_with_input(BenchmarkId::new("sync_1KiB", in_flight), &in_flight, |b, &in_flight| {
+            let mut i = 0u32;
+            b.iter_custom(|iters| {
+                let mut pending = std::collections::VecDeque::with_capacity(in_flight);
+                let t = Instant::now();
+                for _ in 0..iters {
+                    i = i.wrapping_add(1);
+                    pending.push_back(store.put_async(Message::new("bench", i % 8, body.clone())).unwrap());
+                    if pending.len() == in_flight {
+                        pending.pop_front().unwrap().wait();
+                    }
+                }
+                pending.into_iter().for_each(|p| {
+                    p.wait();
+                });
+                t.elapsed()
+            });
+        });
+    }
+    store.close().unwrap();
     group.finish();
 }
 
@@ -140,5 +177,12 @@ fn codec_bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, batch_append, sequential_read, codec_bench);
+criterion_group!(
+    benches,
+    append,
+    batch_append,
+    pipelined_sync_append,
+    sequential_read,
+    codec_bench
+);
 criterion_main!(benches);
