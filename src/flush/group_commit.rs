@@ -33,8 +33,7 @@ use super::{Completion, FlushOutcome, FlushTarget, Flusher};
 /// The group-commit flusher of [`FlushPolicy::sync`](super::FlushPolicy::sync).
 pub struct GroupCommit {
     inner: Arc<Inner>,
-    /// The thread that leads syncs for puts that do not wait, once one came.
-    service: OnceLock<Thread>,
+    /// The service thread, joined at `stop`.
     service_handle: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -45,6 +44,8 @@ struct Inner {
     state: Mutex<State>,
     /// Durable offset, readable without the lock for the fast path.
     durable: AtomicU64,
+    /// The thread that leads syncs for puts that do not wait, once one came.
+    service: OnceLock<Thread>,
 }
 
 /// A put waiting for its bytes to become durable.
@@ -87,8 +88,6 @@ struct State {
     waiters: Vec<Waiter>,
     /// An empty vector kept for the next wake-up, so that waking allocates nothing.
     spare: Vec<Waiter>,
-    /// The service thread, once it runs.
-    service: Option<Thread>,
 }
 
 impl GroupCommit {
@@ -100,8 +99,8 @@ impl GroupCommit {
                 target: OnceLock::new(),
                 state: Mutex::new(State::default()),
                 durable: AtomicU64::new(0),
+                service: OnceLock::new(),
             }),
-            service: OnceLock::new(),
             service_handle: Mutex::new(None),
         }
     }
@@ -118,24 +117,26 @@ impl GroupCommit {
 
     /// The service thread, started on first use; `None` if it could not be started.
     fn service(&self) -> Option<&Thread> {
-        if let Some(thread) = self.service.get() {
+        if let Some(thread) = self.inner.service.get() {
             return Some(thread);
         }
         let mut handle = self.service_handle.lock();
-        if self.service.get().is_none() {
+        if self.inner.service.get().is_none() {
             let inner = Arc::clone(&self.inner);
             match std::thread::Builder::new()
                 .name("mqstore-group-commit".to_string())
                 .spawn(move || inner.serve())
             {
                 Ok(h) => {
-                    let _ = self.service.set(h.thread().clone());
+                    // Set just after the thread starts: its loop looks at the waiters before it
+                    // first parks, so an unpark missed meanwhile loses nothing.
+                    let _ = self.inner.service.set(h.thread().clone());
                     *handle = Some(h);
                 }
                 Err(e) => tracing::error!(error = %e, "cannot start the group-commit service thread"),
             }
         }
-        self.service.get()
+        self.inner.service.get()
     }
 }
 
@@ -187,7 +188,7 @@ impl Inner {
     }
 
     fn wake_service(&self) {
-        if let Some(service) = self.state.lock().service.clone() {
+        if let Some(service) = self.service.get() {
             service.unpark();
         }
     }
@@ -195,7 +196,6 @@ impl Inner {
     /// The service thread: leads a sync whenever a put that does not wait is listed and no sync
     /// runs, and times such puts out at their deadlines.
     fn serve(&self) {
-        self.state.lock().service = Some(std::thread::current());
         let Some(target) = self.target.get() else {
             return;
         };
@@ -340,7 +340,6 @@ impl Flusher for GroupCommit {
         let mut state = self.inner.state.lock();
         state.stopped = true;
         let waiters = std::mem::take(&mut state.waiters);
-        let service = state.service.clone();
         drop(state);
         for w in waiters {
             match w.wake {
@@ -348,9 +347,7 @@ impl Flusher for GroupCommit {
                 Wake::Done(done, _) => done.complete(FlushOutcome::TimedOut),
             }
         }
-        if let Some(service) = service {
-            service.unpark();
-        }
+        self.inner.wake_service();
         if let Some(handle) = self.service_handle.lock().take() {
             let _ = handle.join();
         }
