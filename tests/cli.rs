@@ -126,31 +126,52 @@ fn bench_async_prints_one_json_line() {
     assert!(p50 <= p99 && p99 <= p999, "quantiles out of order: {r:?}");
 }
 
+/// The flags that shape how the bench puts and reads: each shows in the JSON, every message still
+/// comes back exactly once (the read phase checks each body's sequence number against its queue
+/// and the sum of all), and a bad value is a usage error.
 #[test]
-fn bench_read_phase_takes_its_readers_and_batch() {
-    // One reader paging 4 queues 7 messages at a time: every message still comes back once (the
-    // bench checks each body's sequence number against its queue).
-    let lines = bench_json(&[
-        "--flush",
-        "async",
-        "--messages",
-        "1000",
-        "--producers",
-        "1",
-        "--queues",
-        "4",
-        "--readers",
-        "1",
-        "--get-batch",
-        "7",
-        "--segment-size",
-        "1048576",
-    ]);
-    assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0]["readers"], "1");
-    assert_eq!(lines[0]["get_batch"], "7");
-    for bad in [["--readers", "0"], ["--get-batch", "0"]] {
-        let out = mqstore(&["bench", "--flush", "async", "--messages", "10", bad[0], bad[1]]);
+fn bench_put_and_read_shapes_keep_every_message() {
+    // (flags, JSON fields they set): 103 messages over 2 producers make short shares and a
+    // short last batch; one reader pages 4 queues 7 messages at a time.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: [Case<'_>; 3] = [
+        (&["--flush", "sync", "--put-batch", "5"], &[("put_batch", "5")]),
+        (&["--flush", "sync", "--in-flight", "8"], &[("in_flight", "8")]),
+        (
+            &[
+                "--flush",
+                "async",
+                "--queues",
+                "4",
+                "--readers",
+                "1",
+                "--get-batch",
+                "7",
+            ],
+            &[("readers", "1"), ("get_batch", "7")],
+        ),
+    ];
+    for (flags, fields) in cases {
+        let mut args = vec!["--messages", "103", "--producers", "2", "--segment-size", "1048576"];
+        args.extend_from_slice(flags);
+        let lines = bench_json(&args);
+        assert_eq!(lines.len(), 1, "{flags:?}");
+        assert_eq!(lines[0]["read_messages"], "103", "{flags:?}");
+        for (key, value) in fields {
+            assert_eq!(lines[0][*key], *value, "{flags:?}: {key}");
+        }
+    }
+    for bad in [
+        &["--readers", "0"][..],
+        &["--get-batch", "0"],
+        &["--put-batch", "0"],
+        &["--in-flight", "0"],
+        // A batch is one put, waited for whole: it cannot also be kept in flight.
+        &["--in-flight", "4", "--put-batch", "4"],
+    ] {
+        let mut args = vec!["bench", "--flush", "sync", "--messages", "10"];
+        args.extend_from_slice(bad);
+        let out = mqstore(&args);
         assert_eq!(
             out.status.code(),
             Some(2),
@@ -158,70 +179,6 @@ fn bench_read_phase_takes_its_readers_and_batch() {
             stderr(&out)
         );
     }
-}
-
-#[test]
-fn bench_put_batch_appends_every_message_once() {
-    // 103 messages over 2 producers in batches of 5: shares and the last batches are short. The
-    // read phase checks every sequence number's queue and that all came back.
-    let lines = bench_json(&[
-        "--flush",
-        "sync",
-        "--messages",
-        "103",
-        "--producers",
-        "2",
-        "--put-batch",
-        "5",
-        "--segment-size",
-        "1048576",
-    ]);
-    assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0]["put_batch"], "5");
-    assert_eq!(lines[0]["read_messages"], "103");
-    let out = mqstore(&["bench", "--flush", "sync", "--messages", "10", "--put-batch", "0"]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "--put-batch 0 must be a usage error: {}",
-        stderr(&out)
-    );
-}
-
-#[test]
-fn bench_in_flight_puts_append_every_message_once() {
-    let lines = bench_json(&[
-        "--flush",
-        "sync",
-        "--messages",
-        "103",
-        "--producers",
-        "2",
-        "--in-flight",
-        "8",
-        "--segment-size",
-        "1048576",
-    ]);
-    assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0]["in_flight"], "8");
-    assert_eq!(lines[0]["read_messages"], "103");
-    let out = mqstore(&[
-        "bench",
-        "--flush",
-        "sync",
-        "--messages",
-        "10",
-        "--in-flight",
-        "4",
-        "--put-batch",
-        "4",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "--in-flight with --put-batch must be a usage error: {}",
-        stderr(&out)
-    );
 }
 
 #[test]
