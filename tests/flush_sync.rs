@@ -397,6 +397,13 @@ fn block_on<F: Future>(fut: F) -> (F::Output, u64) {
     }
 }
 
+/// A broker's runtime moves futures between threads and polls them pinned in place.
+#[test]
+fn a_pending_put_can_cross_threads() {
+    fn movable<T: Send + Sync + Unpin + 'static>() {}
+    movable::<mqstore::PendingPut>();
+}
+
 #[test]
 fn a_pending_put_is_a_future_woken_by_its_sync() {
     let dir = tempfile::tempdir().unwrap();
