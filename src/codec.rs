@@ -1058,7 +1058,7 @@ pub fn decode(buf: &[u8], verify: Verify) -> std::result::Result<Frame<'_>, Deco
         Located::Blank(len) => Ok(Frame::Blank { len }),
         Located::Record(rec, v2) => {
             let (shape, topic, properties) = check_record(rec, v2, verify)?;
-            view_of(rec, v2, &shape, topic, properties).map(Frame::Record)
+            Ok(Frame::Record(view_of(rec, v2, &shape, topic, properties)))
         }
     }
 }
@@ -1110,7 +1110,7 @@ fn locate(buf: &[u8]) -> std::result::Result<Located<'_>, DecodeError> {
 
 /// Bounds-checked big-endian reads inside one record.
 ///
-/// `decode_record` checks every length before it reads past it, so these reads cannot fail; the
+/// `check_record` checks every length before it reads past it, so these reads cannot fail; the
 /// `Truncated` they would return keeps the decoder free of panicking index operations anyway.
 #[derive(Clone, Copy)]
 struct Fields<'a> {
@@ -1216,6 +1216,16 @@ impl RecordShape {
     /// BODYCRC as stored.
     pub(crate) fn body_crc(&self, rec: &[u8]) -> u32 {
         be_u32(rec, POS_BODY_CRC).unwrap_or(0)
+    }
+
+    /// The record's own commit-log offset (checked non-negative).
+    pub(crate) fn physical_offset(&self, rec: &[u8]) -> u64 {
+        be_i64(rec, POS_PHYSICAL_OFFSET).map_or(0, |v| v.max(0) as u64)
+    }
+
+    /// Commit-log offset of the half message, for transaction commits and rollbacks.
+    pub(crate) fn prepared_transaction_offset(&self, rec: &[u8]) -> i64 {
+        be_i64(rec, Layout::new(self.sys_flag).prepared_transaction_offset()).unwrap_or(0)
     }
 
     /// Producer-side creation time, ms.
@@ -1344,38 +1354,31 @@ fn check_record(rec: &[u8], v2: bool, verify: Verify) -> Result<(RecordShape, &s
     Ok((shape, topic, props))
 }
 
-/// The full view of a record [`check_record`] accepted.
-fn view_of<'a>(
-    rec: &'a [u8],
-    v2: bool,
-    shape: &RecordShape,
-    topic: &'a str,
-    properties: &'a str,
-) -> Result<RecordView<'a>, DecodeError> {
-    let f = Fields { rec };
-    let layout = Layout::new(shape.sys_flag);
-    Ok(RecordView {
+/// The full view of a record [`check_record`] accepted: every field through the shape's
+/// accessors, so that the store's lazy reads and this view read each field one way.
+fn view_of<'a>(rec: &'a [u8], v2: bool, shape: &RecordShape, topic: &'a str, properties: &'a str) -> RecordView<'a> {
+    RecordView {
         total_size: shape.total_size,
         magic: if v2 { MAGIC_V2 } else { MAGIC_V1 },
-        body_crc: f.u32(POS_BODY_CRC)?,
+        body_crc: shape.body_crc(rec),
         queue_id: shape.queue_id,
-        flag: f.i32(POS_FLAG)?,
+        flag: shape.flag(rec),
         queue_offset: shape.queue_offset,
-        physical_offset: non_negative("physical offset", f.i64(POS_PHYSICAL_OFFSET)?)?,
+        physical_offset: shape.physical_offset(rec),
         sys_flag: shape.sys_flag,
-        born_timestamp: f.i64(POS_BORN_TIMESTAMP)?,
-        born_host: f.host(POS_BORN_HOST, layout.born_host_len, "born host")?,
-        store_timestamp: f.i64(layout.store_timestamp())?,
-        store_host: f.host(layout.store_host(), layout.store_host_len, "store host")?,
-        reconsume_times: f.i32(layout.reconsume_times())?,
-        prepared_transaction_offset: f.i64(layout.prepared_transaction_offset())?,
-        body: f.slice(shape.body.0 as usize, (shape.body.0 + shape.body.1) as usize)?,
+        born_timestamp: shape.born_timestamp(rec),
+        born_host: shape.born_host(rec),
+        store_timestamp: shape.store_timestamp(rec),
+        store_host: shape.store_host(rec),
+        reconsume_times: shape.reconsume_times(rec),
+        prepared_transaction_offset: shape.prepared_transaction_offset(rec),
+        body: RecordShape::part(rec, shape.body),
         topic,
         properties,
         body_offset: shape.body.0,
         topic_offset: shape.topic.0,
         properties_offset: shape.properties.0,
-    })
+    }
 }
 
 /// RocketMQ's store-assigned message id (`offsetMsgId`): uppercase hex of the store host's IP

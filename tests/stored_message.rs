@@ -1,7 +1,8 @@
 //! Every accessor of a `StoredMessage` read back through `get` and `read_at` reports what was
 //! put and what the record's bytes say, for IPv4 and IPv6 hosts, from the write buffer and from
 //! the file. A message keeps only where its record's parts lie and reads the other fields from
-//! the bytes on demand, so each accessor is checked against an independent decode.
+//! the bytes on demand, so each accessor is checked against what was put and against
+//! `codec::decode` (whose field positions the golden tests pin to hand-built RocketMQ records).
 
 mod common;
 
