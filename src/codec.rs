@@ -991,6 +991,11 @@ fn crc_property(props: &[u8]) -> CrcProperty {
     {
         return CrcProperty::Present(crc);
     }
+    crc_property_scan(props)
+}
+
+/// [`crc_property`]'s general path: finds the last property, then judges it.
+fn crc_property_scan(props: &[u8]) -> CrcProperty {
     let terminated = props.last() == Some(&PROPERTY_SEPARATOR);
     let end = props.len() - usize::from(terminated);
     let start = props[..end]
@@ -1514,6 +1519,35 @@ mod tests {
         assert_eq!(parse_crc_digits(b"8463847412"), None);
         assert_eq!(parse_crc_digits(b"999999999"), None);
         assert_eq!(parse_crc_digits(b"99999999x9"), None);
+    }
+
+    #[test]
+    fn crc_property_in_place_agrees_with_the_scan() {
+        // Tails near the CRC property's shape: every byte drawn from the few that matter.
+        let alphabet = b"_CR32#\x01\x02019ab";
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut checked_present = 0;
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 28) as usize;
+            let mut props: Vec<u8> = (0..len)
+                .map(|i| alphabet[((seed >> (i % 60)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            if seed.is_multiple_of(3) {
+                // A well-formed tail, sometimes after a prefix, sometimes with a byte changed.
+                props.extend_from_slice(b"__CRC32#\x014321000000\x02");
+                if seed.is_multiple_of(5) {
+                    let at = (seed >> 8) as usize % props.len();
+                    props[at] = alphabet[(seed >> 16) as usize % alphabet.len()];
+                }
+            }
+            let fast = crc_property(&props);
+            assert_eq!(fast, crc_property_scan(&props), "{props:?}");
+            checked_present += usize::from(matches!(fast, CrcProperty::Present(_)));
+        }
+        assert!(checked_present > 1000, "the in-place path was hardly taken");
     }
 
     #[test]
