@@ -43,6 +43,7 @@ pub mod flush;
 pub mod message;
 pub mod meta;
 pub mod recovery;
+pub mod replication;
 #[allow(unsafe_code)]
 pub mod segment;
 mod service;

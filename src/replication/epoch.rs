@@ -1,0 +1,1 @@
+//! The epoch history (RocketMQ's `epochFileCheckpoint`).
