@@ -1,4 +1,5 @@
-//! A put's durability reported later: the flusher holds a [`Completion`], the caller of
+//! An outcome reported later: the service that learns it (a flusher, the replication ack
+//! tracker) holds a [`Completion`], the caller of
 //! [`MessageStore::put_async`](crate::MessageStore::put_async) a [`Pending`] that blocks on it
 //! or is polled as a future.
 
@@ -9,20 +10,31 @@ use parking_lot::{Condvar, Mutex};
 
 use super::FlushOutcome;
 
+/// An outcome a [`Completion`] can carry: what to report if it is dropped unreported.
+pub trait Outcome: Copy + Send + 'static {
+    /// Reported by a completion dropped without being completed: the service gave up on it.
+    const ABANDONED: Self;
+}
+
+impl Outcome for FlushOutcome {
+    /// The bytes are appended, their durability unconfirmed.
+    const ABANDONED: Self = FlushOutcome::TimedOut;
+}
+
 /// What both ends share: the outcome once known, and who to wake for it.
-struct Shared {
-    slot: Mutex<Slot>,
+struct Shared<T> {
+    slot: Mutex<Slot<T>>,
     done: Condvar,
 }
 
-struct Slot {
-    outcome: Option<FlushOutcome>,
+struct Slot<T> {
+    outcome: Option<T>,
     waker: Option<Waker>,
 }
 
-impl Shared {
+impl<T: Outcome> Shared<T> {
     /// Records `outcome` unless one is already there, and wakes the waiting end.
-    fn finish(&self, outcome: FlushOutcome) {
+    fn finish(&self, outcome: T) {
         let waker = {
             let mut slot = self.slot.lock();
             if slot.outcome.is_some() {
@@ -39,43 +51,44 @@ impl Shared {
     }
 }
 
-/// A flusher's handle on one asynchronous append: report what became of its durability with
-/// [`complete`](Self::complete), once, from any thread, whenever it is known (see
-/// [`Flusher::after_append_async`](super::Flusher::after_append_async)).
+/// A service's handle on one asynchronous outcome (by default a flush's, see
+/// [`Flusher::after_append_async`](super::Flusher::after_append_async)): report it with
+/// [`complete`](Self::complete), once, from any thread, whenever it is known.
 ///
 /// Dropped without being completed (a flusher that gave up on it, say), it reports
-/// [`FlushOutcome::TimedOut`]: the bytes are appended, their durability unconfirmed.
-pub struct Completion(Option<Arc<Shared>>);
+/// [`Outcome::ABANDONED`]: for a flush, [`FlushOutcome::TimedOut`] (the bytes are appended, their
+/// durability unconfirmed).
+pub struct Completion<T: Outcome = FlushOutcome>(Option<Arc<Shared<T>>>);
 
-impl Completion {
+impl<T: Outcome> Completion<T> {
     /// Reports the outcome.
-    pub fn complete(mut self, outcome: FlushOutcome) {
+    pub fn complete(mut self, outcome: T) {
         if let Some(shared) = self.0.take() {
             shared.finish(outcome);
         }
     }
 }
 
-impl Drop for Completion {
+impl<T: Outcome> Drop for Completion<T> {
     fn drop(&mut self) {
         if let Some(shared) = self.0.take() {
-            shared.finish(FlushOutcome::TimedOut);
+            shared.finish(T::ABANDONED);
         }
     }
 }
 
-impl std::fmt::Debug for Completion {
+impl<T: Outcome> std::fmt::Debug for Completion<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Completion")
     }
 }
 
 /// The waiting end of a [`Completion`].
-pub(crate) struct Pending(Arc<Shared>);
+pub(crate) struct Pending<T: Outcome = FlushOutcome>(Arc<Shared<T>>);
 
-impl Pending {
-    /// A completion for a flusher and the pending outcome it reports to.
-    pub(crate) fn pair() -> (Completion, Pending) {
+impl<T: Outcome> Pending<T> {
+    /// A completion for a service and the pending outcome it reports to.
+    pub(crate) fn pair() -> (Completion<T>, Pending<T>) {
         let shared = Arc::new(Shared {
             slot: Mutex::new(Slot {
                 outcome: None,
@@ -87,12 +100,12 @@ impl Pending {
     }
 
     /// The outcome, if reported.
-    pub(crate) fn outcome(&self) -> Option<FlushOutcome> {
+    pub(crate) fn outcome(&self) -> Option<T> {
         self.0.slot.lock().outcome
     }
 
     /// Blocks until the outcome is reported.
-    pub(crate) fn wait(&self) -> FlushOutcome {
+    pub(crate) fn wait(&self) -> T {
         let mut slot = self.0.slot.lock();
         loop {
             if let Some(outcome) = slot.outcome {
@@ -102,8 +115,22 @@ impl Pending {
         }
     }
 
+    /// Blocks until the outcome is reported or `deadline` passes (`None` then).
+    #[cfg(test)]
+    pub(crate) fn wait_until(&self, deadline: std::time::Instant) -> Option<T> {
+        let mut slot = self.0.slot.lock();
+        loop {
+            if let Some(outcome) = slot.outcome {
+                return Some(outcome);
+            }
+            if self.0.done.wait_until(&mut slot, deadline).timed_out() {
+                return slot.outcome;
+            }
+        }
+    }
+
     /// The outcome if reported; otherwise registers `cx`'s waker for it.
-    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<FlushOutcome> {
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<T> {
         let mut slot = self.0.slot.lock();
         if let Some(outcome) = slot.outcome {
             return Poll::Ready(outcome);

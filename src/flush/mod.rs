@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use buffered::WriteBufferFlush;
-pub use completion::Completion;
 pub(crate) use completion::Pending;
+pub use completion::{Completion, Outcome};
 pub use group_commit::GroupCommit;
 pub use interval::IntervalFlush;
 
