@@ -21,6 +21,8 @@ use crate::segment::buffer::BufferPool;
 use crate::segment::{Backend, SegmentQueue, SegmentWriter};
 use crate::segment::{SegmentRef, SizeRule};
 
+mod replica;
+
 /// One record on its way into the log, and where it landed.
 pub struct Appending<'a> {
     /// The encoded record; sealed (offsets, timestamp, CRC) during the append.
@@ -51,6 +53,8 @@ impl<'a> Appending<'a> {
 struct AppendState<S: crate::segment::Storage> {
     writer: Option<SegmentWriter<S>>,
     last_store_timestamp: u64,
+    /// A slave's log takes replicated bytes only: producer appends are refused.
+    slave_of: Option<std::net::SocketAddr>,
 }
 
 /// What sits at a commit-log offset.
@@ -122,6 +126,7 @@ impl<B: Backend> CommitLog<B> {
             state: Mutex::new(AppendState {
                 writer: None,
                 last_store_timestamp: 0,
+                slave_of: None,
             }),
             written: AtomicU64::new(end),
             flushed: AtomicU64::new(0),
@@ -228,6 +233,9 @@ impl<B: Backend> CommitLog<B> {
         let mut state = self.state.lock();
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
+        }
+        if let Some(master) = state.slave_of {
+            return Err(Error::RoleIsSlave { master });
         }
         self.ensure_room(&mut state, total)?;
         // Under the lock, so that store timestamps never decrease along the log.

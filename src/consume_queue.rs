@@ -359,7 +359,8 @@ impl<B: Backend> ConsumeQueue<B> {
             return Ok(());
         }
         *writer = None;
-        let removed = self.segments.truncate(keep * UNIT_SIZE, true)?;
+        // Live: a reader may hold the file that is cut (a slave truncated at run time).
+        let removed = self.segments.truncate_live(keep * UNIT_SIZE)?;
         for path in &removed {
             self.segments.backend().remove(path).at(path)?;
         }

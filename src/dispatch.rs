@@ -157,6 +157,9 @@ pub struct DispatchShared {
     /// Store timestamp of the last record dispatched.
     dispatched_timestamp: AtomicU64,
     idle: AtomicBool,
+    /// Held for each dispatch step: a truncation takes it to keep the dispatcher out while it
+    /// cuts the log and the queues.
+    step: Mutex<()>,
     state: Mutex<State>,
     /// Wakes the dispatcher.
     wake: Condvar,
@@ -173,6 +176,17 @@ impl DispatchShared {
     /// Store timestamp of the last record dispatched (for the checkpoint).
     pub fn dispatched_timestamp(&self) -> u64 {
         self.dispatched_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Keeps the dispatcher between steps while the guard lives (to cut the log under it).
+    pub(crate) fn pause(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.step.lock()
+    }
+
+    /// Moves the dispatch point back to `offset` if it is past it (the log was cut there).
+    /// Call while [`pause`](Self::pause)d.
+    pub(crate) fn rewind(&self, offset: u64) {
+        self.dispatched.fetch_min(offset, Ordering::AcqRel);
     }
 
     /// Wakes the dispatcher if it sleeps (called after every append).
@@ -230,6 +244,7 @@ impl Dispatcher {
             dispatched: AtomicU64::new(from),
             dispatched_timestamp: AtomicU64::new(from_timestamp),
             idle: AtomicBool::new(false),
+            step: Mutex::new(()),
             state: Mutex::new(State { stop: false }),
             wake: Condvar::new(),
             progress: Condvar::new(),
@@ -267,6 +282,7 @@ fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, queues: &QueueTa
     let mut stalled_at = None;
     let mut empty_polls = 0u32;
     loop {
+        let step_guard = shared.step.lock();
         let from = shared.dispatched();
         let limit = log.max_offset();
         if from < limit && stalled_at != Some((from, limit)) {
@@ -292,8 +308,10 @@ fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, queues: &QueueTa
                     stalled_at = Some((from, limit));
                 }
             }
+            drop(step_guard);
             continue;
         }
+        drop(step_guard);
         let mut state = shared.state.lock();
         if state.stop {
             return;

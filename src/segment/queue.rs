@@ -260,6 +260,68 @@ impl<B: Backend> SegmentQueue<B> {
         Ok(removed)
     }
 
+    /// Cuts the queue at `offset` while readers may hold its segments (a slave truncated to
+    /// the point where its log and its master's agree): as [`truncate`](Self::truncate) with
+    /// zeroing, but when someone still holds the segment that is cut, its bytes are not touched:
+    /// the kept prefix is copied into a new file that replaces it (written aside, synced,
+    /// renamed over), so readers keep reading the old, unchanged bytes of the unlinked file.
+    pub fn truncate_live(&self, offset: u64) -> Result<Vec<PathBuf>> {
+        let mut segments = self.segments.write();
+        let mut removed = Vec::new();
+        while let Some(last) = segments.last() {
+            if last.start() <= offset {
+                break;
+            }
+            let last = segments.pop().expect("checked non-empty");
+            removed.push(last.path().to_path_buf());
+        }
+        if let Some(last) = segments.last_mut() {
+            let cut = offset.saturating_sub(last.start()).min(last.size());
+            let readable = last.readable();
+            if cut < readable {
+                let path = last.path().to_path_buf();
+                match Arc::get_mut(last) {
+                    Some(seg) => seg.zero_tail(cut, readable).at(&path)?,
+                    None => *last = Arc::new(self.copy_prefix(last, cut)?),
+                }
+            } else if let Some(seg) = Arc::get_mut(last) {
+                // Nothing to cut, but a writer may have claimed it: let the next one claim it.
+                seg.set_readable(readable);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// A new file for `segment` holding its first `cut` bytes, renamed over its file.
+    fn copy_prefix(&self, segment: &SegmentRef<B>, cut: u64) -> Result<Segment<B::Storage>> {
+        let path = segment.path().to_path_buf();
+        let aside = self.dir.join(format!(".{}.creating", segment_name(segment.start())));
+        // Left by a crash in an earlier attempt (open removes such files too); absent normally.
+        let _ = self.backend.remove(&aside);
+        let storage = self
+            .backend
+            .create(&aside, self.segment_size)
+            .map_err(|e| classify_create_error(&aside, e))?;
+        let fresh = Arc::new(Segment::new(storage, segment.start(), path.clone(), 0));
+        {
+            let mut w = fresh
+                .claim_writer()
+                .ok_or_else(|| Error::layout(&aside, "new segment already has a writer"))?;
+            let prefix = segment
+                .read(0, cut as usize)
+                .ok_or_else(|| Error::layout(&path, "the kept prefix is not readable"))?;
+            w.write(&prefix);
+            w.publish();
+        }
+        fresh.flush(0).at(&aside)?;
+        let mut fresh = Arc::try_unwrap(fresh).map_err(|_| Error::layout(&aside, "new segment still shared"))?;
+        // Frees the writer claim; the data stays readable up to `cut`.
+        fresh.set_readable(cut);
+        self.backend.rename(&aside, &path).at(&path)?;
+        tracing::info!(path = %path.display(), cut, "segment held by readers: truncated by replacing its file");
+        Ok(fresh)
+    }
+
     /// Removes the oldest segment from the queue and deletes its file. Readers that still hold
     /// it keep their mapping until they drop it.
     pub fn remove_first(&self) -> Result<Option<SegmentRef<B>>> {
