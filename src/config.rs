@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::consume_queue::UNIT_SIZE;
 use crate::error::{Error, Result};
 use crate::flush::FlushPolicy;
+use crate::replication::{ReplicationConfig, ReplicationHook, Role};
 
 /// RocketMQ's commit-log segment size: 1 GiB.
 pub const DEFAULT_COMMIT_LOG_SEGMENT_SIZE: u64 = 1 << 30;
@@ -35,6 +36,8 @@ pub struct StoreConfig {
     pub(crate) store_host: SocketAddr,
     pub(crate) max_get_bytes: usize,
     pub(crate) checkpoint_interval_ms: u64,
+    pub(crate) role: Role,
+    pub(crate) replication: ReplicationConfig,
 }
 
 impl StoreConfig {
@@ -53,6 +56,8 @@ impl StoreConfig {
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
             max_get_bytes: 128 << 20,
             checkpoint_interval_ms: 1000,
+            role: Role::AsyncMaster,
+            replication: ReplicationConfig::default(),
         }
     }
 
@@ -143,6 +148,36 @@ impl StoreConfig {
         self
     }
 
+    /// The store's replication role (default [`Role::AsyncMaster`]). See
+    /// [`replication`](crate::replication).
+    pub fn role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
+    }
+
+    /// Replication settings: the master's listen address, the slaves a sync master needs,
+    /// frame sizes, heartbeats (defaults in [`ReplicationConfig`]).
+    pub fn replication(mut self, config: ReplicationConfig) -> Self {
+        let hook = self.replication.hook.take();
+        self.replication = config;
+        if self.replication.hook.is_none() {
+            self.replication.hook = hook;
+        }
+        self
+    }
+
+    /// Replaces the built-in TCP transport with a broker's own.
+    pub fn replication_hook(mut self, hook: std::sync::Arc<dyn ReplicationHook>) -> Self {
+        self.replication.hook = Some(hook);
+        self
+    }
+
+    /// Whether the store takes part in replication: a role other than a lone async master, a
+    /// listen address, or a transport of its own. Only then does it keep an epoch history.
+    pub(crate) fn replicated(&self) -> bool {
+        self.role != Role::AsyncMaster || self.replication.listen.is_some() || self.replication.hook.is_some()
+    }
+
     pub(crate) fn zero_fill(&self) -> bool {
         self.zero_fill_segments.unwrap_or_else(|| self.flush.is_sync())
     }
@@ -181,6 +216,12 @@ impl StoreConfig {
             ));
         }
         self.flush.validate()?;
+        if let Role::SyncMaster { timeout } = self.role
+            && timeout.is_zero()
+        {
+            return Err(Error::InvalidConfig("sync master timeout is zero".into()));
+        }
+        self.replication.validate(self.max_message_size)?;
         Ok(())
     }
 }

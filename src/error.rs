@@ -118,6 +118,54 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The store is a slave: it takes no producer puts (nothing was appended).
+    #[error("the store is a slave of {master}: it takes no producer puts")]
+    RoleIsSlave {
+        /// The master it follows.
+        master: std::net::SocketAddr,
+    },
+    /// A replication link was used after the store changed its role.
+    #[error("the store changed its replication role: this link is no longer valid")]
+    RoleChanged,
+    /// Replicated bytes do not start at the slave's end of log.
+    #[error("replicated bytes at offset {got} do not continue the log, which ends at {expected}")]
+    ReplicaOffsetMismatch {
+        /// The slave's end of log.
+        expected: u64,
+        /// Where the bytes were said to start.
+        got: u64,
+    },
+    /// Replicated bytes are not valid records for this log (framing, CRC, offsets, segment
+    /// boundaries, epochs); nothing was appended.
+    #[error("bad replicated data at commit-log offset {offset}: {reason}")]
+    ReplicaData {
+        /// Where the bad part starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Replicated bytes carry an epoch older than one the slave has already seen.
+    #[error("replicated epoch {got} is older than the slave's last epoch {last}")]
+    EpochRegressed {
+        /// The epoch received.
+        got: u32,
+        /// The slave's last epoch.
+        last: u32,
+    },
+    /// A slave's acknowledgement was refused.
+    #[error("bad acknowledgement of offset {acked}: {reason}")]
+    BadAck {
+        /// The acknowledged offset.
+        acked: u64,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A slave's log and its master's have no point in common it can safely follow from.
+    #[error("the slave's log has diverged from the master's: {reason}")]
+    Diverged {
+        /// What was compared.
+        reason: String,
+    },
     /// The files of the store do not form a valid layout (stray names, wrong sizes, holes).
     #[error("bad store layout at {path}: {reason}")]
     Layout {

@@ -12,6 +12,7 @@ use crate::codec::{self, RecordShape};
 use crate::config::MAX_TOPIC_LEN;
 use crate::error::{Error, Result};
 use crate::flush::{FlushOutcome, Pending};
+use crate::replication::ReplicationOutcome;
 use crate::segment::SegmentRead;
 use crate::segment::buffer::BufferSlice;
 
@@ -209,7 +210,22 @@ pub struct PutResult {
 
 /// The status a put reports for its flush outcome. A failed flush also stops the store from
 /// accepting writes (`writeable`): after a failed fsync nothing pending can be trusted.
-pub(crate) fn put_status(outcome: FlushOutcome, writeable: &AtomicBool) -> PutStatus {
+/// A put's status from its flush and replication outcomes, as RocketMQ combines them: either
+/// failing makes the put's status, the replication's when both fail.
+pub(crate) fn combined_status(
+    flush: FlushOutcome,
+    replication: Option<ReplicationOutcome>,
+    writeable: &AtomicBool,
+) -> PutStatus {
+    let flushed = flush_status(flush, writeable);
+    match replication {
+        Some(ReplicationOutcome::TimedOut) => PutStatus::FlushSlaveTimeout,
+        Some(ReplicationOutcome::NoSlave) => PutStatus::SlaveNotAvailable,
+        _ => flushed,
+    }
+}
+
+fn flush_status(outcome: FlushOutcome, writeable: &AtomicBool) -> PutStatus {
     match outcome {
         FlushOutcome::Durable | FlushOutcome::NotAwaited => PutStatus::Ok,
         FlushOutcome::TimedOut => PutStatus::FlushDiskTimeout,
@@ -230,14 +246,22 @@ pub(crate) fn put_status(outcome: FlushOutcome, writeable: &AtomicBool) -> PutSt
 pub struct PendingPut {
     appended: PutResult,
     pending: Pending,
+    /// The slaves' acknowledgement, under `SyncMaster`.
+    replication: Option<Pending<ReplicationOutcome>>,
     writeable: Arc<AtomicBool>,
 }
 
 impl PendingPut {
-    pub(crate) fn new(appended: PutResult, pending: Pending, writeable: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(
+        appended: PutResult,
+        pending: Pending,
+        replication: Option<Pending<ReplicationOutcome>>,
+        writeable: Arc<AtomicBool>,
+    ) -> Self {
         PendingPut {
             appended,
             pending,
+            replication,
             writeable,
         }
     }
@@ -264,20 +288,25 @@ impl PendingPut {
 
     /// Whether the outcome is known, so that [`wait`](Self::wait) would not block.
     pub fn is_done(&self) -> bool {
-        self.pending.outcome().is_some()
+        self.pending.outcome().is_some() && self.replication.as_ref().is_none_or(|r| r.outcome().is_some())
     }
 
     /// Blocks until the policy's outcome is known and returns the put's result, as
     /// [`put`](crate::MessageStore::put) would have. Under the built-in sync policy that is about
     /// its timeout at most; a sync that outlasts the timeout while covering this put ends first,
     /// and its outcome is the one reported.
+    ///
+    /// Under [`Role::SyncMaster`](crate::replication::Role::SyncMaster) it also waits for the
+    /// slaves' acknowledgement (at most the role's timeout), and the status combines both.
     pub fn wait(self) -> PutResult {
-        self.result(self.pending.wait())
+        let flush = self.pending.wait();
+        let replication = self.replication.as_ref().map(|r| r.wait());
+        self.result(flush, replication)
     }
 
-    fn result(&self, outcome: FlushOutcome) -> PutResult {
+    fn result(&self, flush: FlushOutcome, replication: Option<ReplicationOutcome>) -> PutResult {
         PutResult {
-            status: put_status(outcome, &self.writeable),
+            status: combined_status(flush, replication, &self.writeable),
             ..self.appended
         }
     }
@@ -287,7 +316,17 @@ impl Future for PendingPut {
     type Output = PutResult;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<PutResult> {
-        self.pending.poll(cx).map(|outcome| self.result(outcome))
+        let Poll::Ready(flush) = self.pending.poll(cx) else {
+            return Poll::Pending;
+        };
+        let replication = match &self.replication {
+            Some(r) => match r.poll(cx) {
+                Poll::Ready(outcome) => Some(outcome),
+                Poll::Pending => return Poll::Pending,
+            },
+            None => None,
+        };
+        Poll::Ready(self.result(flush, replication))
     }
 }
 

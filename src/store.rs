@@ -22,7 +22,7 @@ use crate::files::{open_or_create, sync_dir};
 use crate::flush::{FlushTarget, Flusher, Pending};
 use crate::message::MessageSource;
 use crate::message::{
-    GetResult, GetStatus, Message, PendingPut, PutResult, PutStatus, StoredMessage, TagFilter, put_status,
+    GetResult, GetStatus, Message, PendingPut, PutResult, PutStatus, StoredMessage, TagFilter, combined_status,
     validate_topic,
 };
 use crate::meta::{FORMAT_VERSION, Meta};
@@ -31,6 +31,8 @@ use crate::segment::SizeRule;
 use crate::segment::buffer::BufferPool;
 use crate::segment::{Backend, Bytes, MmapBackend, Pinned, SegmentRead, SegmentRef};
 use crate::service::Periodic;
+
+mod replica;
 
 /// Name of the commit-log directory.
 pub const COMMIT_LOG_DIR: &str = "commitlog";
@@ -92,6 +94,8 @@ pub struct MessageStore<B: Backend = MmapBackend> {
     /// Shared with pending puts, which clear it when their flush fails.
     writeable: Arc<AtomicBool>,
     recovery: RecoveryReport,
+    /// Replication, when the store takes part in it.
+    replication: Option<replica::Replication>,
 }
 
 impl MessageStore<MmapBackend> {
@@ -261,6 +265,34 @@ impl<B: Backend> MessageStore<B> {
             .at(&dir)?
         };
 
+        let writeable = Arc::new(AtomicBool::new(true));
+        let replication = if config.replicated() {
+            let access = Arc::new(replica::StoreLog {
+                log: Arc::clone(&log),
+                queues: Arc::clone(&queues),
+                dispatch: Arc::clone(dispatcher.shared()),
+                flusher: Arc::clone(&flusher),
+                checkpoint: Arc::clone(&checkpoint),
+                writeable: Arc::clone(&writeable),
+                verify,
+                dir: dir.clone(),
+            });
+            let started = replica::Replication::start(access, &config, &|master| log.set_slave_of(master));
+            match started {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    // Leave as a failed open should: threads stopped, the abort marker kept.
+                    log.halt();
+                    checkpointer.stop();
+                    dispatcher.stop();
+                    flusher.stop();
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+
         Ok(MessageStore {
             config,
             dir,
@@ -273,8 +305,9 @@ impl<B: Backend> MessageStore<B> {
             checkpoint,
             verify,
             closed: AtomicBool::new(false),
-            writeable: Arc::new(AtomicBool::new(true)),
+            writeable,
             recovery,
+            replication,
         })
     }
 
@@ -322,7 +355,10 @@ impl<B: Backend> MessageStore<B> {
 
     fn status_after(&self, end: u64) -> PutStatus {
         self.dispatcher.shared().wake();
-        put_status(self.flusher.after_append(end), &self.writeable)
+        // Asked before the flush waits, so both run at once.
+        let replicated = self.replication.as_ref().and_then(|r| r.after_append(end));
+        let flushed = self.flusher.after_append(end);
+        combined_status(flushed, replicated.map(|p| p.wait()), &self.writeable)
     }
 
     /// Appends one message. `Err` means nothing was appended; `Ok` with a status other than
@@ -346,9 +382,15 @@ impl<B: Backend> MessageStore<B> {
     pub fn put_async(&self, msg: Message) -> Result<PendingPut> {
         let (appended, end) = self.append_one(&msg)?;
         self.dispatcher.shared().wake();
+        let replicated = self.replication.as_ref().and_then(|r| r.after_append(end));
         let (done, pending) = Pending::pair();
         self.flusher.after_append_async(end, done);
-        Ok(PendingPut::new(appended, pending, Arc::clone(&self.writeable)))
+        Ok(PendingPut::new(
+            appended,
+            pending,
+            replicated,
+            Arc::clone(&self.writeable),
+        ))
     }
 
     /// Encodes and appends one message: its result with status `Ok` (the flush policy has not
@@ -755,6 +797,9 @@ impl<B: Backend> MessageStore<B> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        if let Some(r) = &self.replication {
+            r.stop();
+        }
         self.log.close();
         let caught_up = self
             .dispatcher
@@ -786,6 +831,9 @@ impl<B: Backend> MessageStore<B> {
     pub fn halt(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if let Some(r) = &self.replication {
+            r.stop();
         }
         self.log.halt();
         self.checkpointer.stop();
