@@ -608,3 +608,33 @@ fn a_master_drops_fake_slaves_and_keeps_serving_real_ones() {
     verify_clean(a.path());
     verify_clean(b.path());
 }
+
+#[test]
+fn a_sync_master_keeps_one_connection_under_many_puts_in_flight() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let m = MessageStore::open(config(a.path(), Role::sync_master())).unwrap();
+    let s = slave_of(b.path(), addr(&m));
+    eventually("the slave is in sync", || m.in_sync_slaves() == 1);
+    let connection = m.replicas()[0].name.clone();
+    std::thread::scope(|scope| {
+        for t in 0..8u64 {
+            let m = &m;
+            scope.spawn(move || {
+                let mut pending = std::collections::VecDeque::new();
+                for i in 0..4000 {
+                    pending.push_back(m.put_async(message(t * 10_000 + i)).unwrap());
+                    if pending.len() >= 32 {
+                        assert_eq!(pending.pop_front().unwrap().wait().status, PutStatus::Ok);
+                    }
+                }
+                for p in pending {
+                    assert_eq!(p.wait().status, PutStatus::Ok);
+                }
+            });
+        }
+    });
+    // The sender never ran ahead of the log's end (which would have dropped the slave).
+    assert_eq!(m.replicas()[0].name, connection, "the slave reconnected");
+    caught_up(&s, &m);
+    same_queues(&m, &s);
+}

@@ -114,6 +114,14 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Quiet unless asked: RUST_LOG=mqstore=info (or warn, debug...) shows the store's events
+    // on stderr.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let result = match cli.command {
         Command::Bench(args) => bench::run(args),
         Command::Verify(args) => verify::run(args),

@@ -60,10 +60,13 @@ impl<B: Backend> CommitLog<B> {
         let Some(bytes) = segment.read_from(pos) else {
             return Ok(None);
         };
+        // The segment publishes before the log's end moves: never send past the end, or the
+        // slave would acknowledge bytes the master does not yet count as appended.
+        let available = bytes.len().min((end - offset) as usize);
         let mut len = 0usize;
         let mut sealed = false;
-        while (offset + len as u64) < limit && len < bytes.len() {
-            match codec::decode(&bytes[len..], Verify::Framing) {
+        while (offset + len as u64) < limit && len < available {
+            match codec::decode(&bytes[len..available], Verify::Framing) {
                 Ok(Frame::Record(view)) => {
                     if view.physical_offset != offset + len as u64 {
                         if len == 0 {

@@ -17,6 +17,7 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use mqstore::config::DEFAULT_MAX_QUEUES_PER_TOPIC;
+use mqstore::replication::{ReplicationConfig, Role};
 use mqstore::{FlushPolicy, GetStatus, Message, MessageStore, PendingPut, PutStatus, StoreConfig};
 
 use crate::{Failure, Outcome};
@@ -97,9 +98,43 @@ pub struct BenchArgs {
     /// Messages each `get` of the read phase asks for.
     #[arg(long, value_name = "N", default_value_t = GET_BATCH, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub get_batch: u32,
+    /// Also run each mode with a slave in the same process, over 127.0.0.1: `sync` (a sync
+    /// master: a put returns once the slave holds it) or `async` (an async master). Each mode's
+    /// unreplicated row comes first, for comparison in the same run.
+    #[arg(long, value_enum, default_value_t = ReplicateArg::Off)]
+    pub replicate: ReplicateArg,
     /// Print one JSON object per mode per line on stdout, and nothing else.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The `--replicate` choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReplicateArg {
+    /// No slave.
+    Off,
+    /// A sync master and its slave.
+    Sync,
+    /// An async master and its slave.
+    Async,
+}
+
+impl ReplicateArg {
+    fn name(self) -> &'static str {
+        match self {
+            ReplicateArg::Off => "off",
+            ReplicateArg::Sync => "sync",
+            ReplicateArg::Async => "async",
+        }
+    }
+
+    fn role(self) -> Option<Role> {
+        match self {
+            ReplicateArg::Off => None,
+            ReplicateArg::Sync => Some(Role::sync_master()),
+            ReplicateArg::Async => Some(Role::AsyncMaster),
+        }
+    }
 }
 
 /// The `--flush` choices.
@@ -178,8 +213,19 @@ struct Plan {
     /// `None`: one per core.
     readers: Option<u32>,
     get_batch: u32,
+    replicate: ReplicateArg,
     /// `None`: a temporary directory.
     dir: Option<PathBuf>,
+}
+
+impl Plan {
+    /// The mode's name in reports: with the replication, when there is a slave.
+    fn label(&self) -> String {
+        match self.replicate {
+            ReplicateArg::Off => self.mode.name().to_string(),
+            r => format!("{}+{}-slave", self.mode.name(), r.name()),
+        }
+    }
 }
 
 /// What one mode measured.
@@ -198,6 +244,8 @@ struct Report {
     read_messages: u64,
     read_problems: Vec<String>,
     close_elapsed: Duration,
+    /// How long the slave took, after the last put returned, to hold everything.
+    replica_lag: Duration,
 }
 
 impl Report {
@@ -248,8 +296,9 @@ impl Report {
         let mut s = String::from("{");
         let _ = write!(
             s,
-            "\"flush\":\"{}\",\"producers\":{},\"messages\":{},\"size\":{},\"queues\":{},\"segment_size\":{},\"warm_up\":{},",
+            "\"flush\":\"{}\",\"replicate\":\"{}\",\"producers\":{},\"messages\":{},\"size\":{},\"queues\":{},\"segment_size\":{},\"warm_up\":{},",
             p.mode.name(),
+            p.replicate.name(),
             p.producers,
             p.messages,
             p.size,
@@ -270,6 +319,7 @@ impl Report {
             ("read_mib_per_s", self.read_mib_per_s()),
             ("read_elapsed_s", self.read_elapsed.as_secs_f64()),
             ("close_s", self.close_elapsed.as_secs_f64()),
+            ("replica_lag_s", self.replica_lag.as_secs_f64()),
         ];
         for (name, value) in nums {
             let _ = write!(s, "\"{name}\":{},", json_number(value));
@@ -337,7 +387,7 @@ pub fn run(args: BenchArgs) -> Result<Outcome, Failure> {
             writeln!(out, "{}", report.json())?;
             out.flush()?;
         }
-        let mode = report.plan.mode.name();
+        let mode = report.plan.label();
         if report.put_errors > 0 || report.put_not_ok > 0 {
             eprintln!(
                 "mqstore: {mode}: {} put(s) failed and {} returned a status other than Ok (first: {})",
@@ -383,7 +433,11 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
         )));
     }
     let mut plans = Vec::new();
-    for mode in modes {
+    let replicate: &[ReplicateArg] = match args.replicate {
+        ReplicateArg::Off => &[ReplicateArg::Off],
+        r => &[ReplicateArg::Off, r],
+    };
+    for (mode, &replicate) in modes.into_iter().flat_map(|m| replicate.iter().map(move |r| (m, r))) {
         let mut policy = mode.policy();
         if let Some(n) = args.write_buffers {
             policy = policy.with_buffers(n as usize, false);
@@ -391,7 +445,10 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
         let dir = match &args.dir {
             None => None,
             Some(root) => {
-                let dir = root.join(mode.name());
+                let dir = match replicate {
+                    ReplicateArg::Off => root.join(mode.name()),
+                    r => root.join(format!("{}-{}-master", mode.name(), r.name())),
+                };
                 check_fresh(&dir)?;
                 Some(dir)
             }
@@ -410,6 +467,7 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
             in_flight: args.in_flight,
             readers: args.readers,
             get_batch: args.get_batch,
+            replicate,
             dir,
         });
     }
@@ -498,7 +556,8 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
-    let name = plan.mode.name();
+    let label = plan.label();
+    let name = label.as_str();
     let _temp;
     let dir = match &plan.dir {
         Some(d) => d.clone(),
@@ -519,8 +578,27 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
     if let Some(on) = plan.zero_fill {
         config = config.zero_fill_segments(on);
     }
+    if let Some(role) = plan.replicate.role() {
+        let listen = "127.0.0.1:0".parse().expect("an address");
+        config = config
+            .role(role)
+            .replication(ReplicationConfig::default().listen(listen));
+    }
     let store = MessageStore::open(config)
         .map_err(|e| Failure::failed(format!("{name}: cannot open a store in {}: {e}", dir.display())))?;
+    let slave = match store.replication_addr() {
+        Some(master) => Some(open_slave(&plan, &dir, master, name)?),
+        None => None,
+    };
+    if let Some((slave, _)) = &slave {
+        let deadline = Instant::now() + DISPATCH_WAIT;
+        while store.in_sync_slaves() == 0 {
+            if Instant::now() > deadline || slave.is_closed() {
+                return Err(Failure::failed(format!("{name}: the slave did not connect")));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 
     // The store starts preparing its first segment at open: let it finish before the priming
     // puts need it (with zero-fill on, a put that finds it unfinished cuts the fill short).
@@ -587,10 +665,29 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
         first_error = first_error.or(r.first_error);
     }
 
+    // The slave catches up.
+    let lag_start = Instant::now();
+    let mut read_problems = Vec::new();
+    if let Some((slave, _)) = &slave {
+        bar.set_message("replicate");
+        let end = store.max_commit_log_offset();
+        let deadline = lag_start + DISPATCH_WAIT;
+        while slave.max_commit_log_offset() < end && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if slave.max_commit_log_offset() != end {
+            read_problems.push(format!(
+                "the slave holds {} of {end} commit-log bytes after {} s",
+                slave.max_commit_log_offset(),
+                DISPATCH_WAIT.as_secs()
+            ));
+        }
+    }
+    let replica_lag = lag_start.elapsed();
+
     // Dispatch.
     bar.set_message("dispatch");
     let dispatch_start = Instant::now();
-    let mut read_problems = Vec::new();
     if !store.wait_dispatched(DISPATCH_WAIT) {
         read_problems.push(format!(
             "the dispatcher did not catch up within {} s (dispatched to {} of {})",
@@ -671,6 +768,12 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
     }
 
     bar.set_message("close");
+    if let Some((slave, _)) = &slave
+        && let Err(e) = slave.close()
+    {
+        read_problems.push(format!("closing the slave failed: {e}"));
+    }
+    drop(slave);
     let close_start = Instant::now();
     let closed = store.close();
     let close_elapsed = close_start.elapsed();
@@ -693,7 +796,42 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
         read_messages: total.messages,
         read_problems,
         close_elapsed,
+        replica_lag,
     })
+}
+
+/// Opens the slave of a replicated run beside the master's store (in `MASTER_DIR-slave`, or a
+/// temporary directory when the master's is one), with the same flush policy.
+fn open_slave(
+    plan: &Plan,
+    master_dir: &Path,
+    master: std::net::SocketAddr,
+    name: &str,
+) -> Result<(MessageStore, Option<tempfile::TempDir>), Failure> {
+    let (dir, temp) = if master_dir.starts_with(std::env::temp_dir()) {
+        let t = tempfile::Builder::new()
+            .prefix(&format!("mqstore-bench-{name}-slave-"))
+            .tempdir()
+            .map_err(|e| Failure::failed(format!("cannot create a temporary directory: {e}")))?;
+        (t.path().to_path_buf(), Some(t))
+    } else {
+        let mut d = master_dir.as_os_str().to_owned();
+        d.push("-slave");
+        let d = PathBuf::from(d);
+        check_fresh(&d)?;
+        (d, None)
+    };
+    let mut config = StoreConfig::new(&dir)
+        .flush_policy(plan.policy.clone())
+        .commit_log_segment_size(plan.segment_size)
+        .warm_up_segments(plan.warm_up)
+        .role(Role::Slave { master });
+    if let Some(on) = plan.zero_fill {
+        config = config.zero_fill_segments(on);
+    }
+    let slave = MessageStore::open(config)
+        .map_err(|e| Failure::failed(format!("{name}: cannot open the slave in {}: {e}", dir.display())))?;
+    Ok((slave, temp))
 }
 
 /// One producer thread: puts its share, timing each put.
@@ -903,7 +1041,7 @@ fn print_table(reports: &[Report]) {
     for r in reports {
         let p = &r.plan;
         rows.push([
-            p.mode.name().to_string(),
+            p.label(),
             p.producers.to_string(),
             p.messages.to_string(),
             p.size.to_string(),
