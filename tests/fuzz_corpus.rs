@@ -78,6 +78,11 @@ fn decode_cq_unit_seeds() {
 }
 
 #[test]
+fn decode_frame_seeds() {
+    replay("decode_frame", checks::check_decode_frame);
+}
+
+#[test]
 fn recover_store_seeds() {
     replay("recover_store", checks::check_recover_store);
 }
@@ -123,6 +128,7 @@ fn known_crashes_still_fail() {
         let check: fn(&[u8]) = match target {
             "decode_record" => checks::check_decode_record,
             "decode_cq_unit" => checks::check_decode_cq_unit,
+            "decode_frame" => checks::check_decode_frame,
             "recover_store" => checks::check_recover_store,
             "store_ops" => checks::check_store_ops,
             other => panic!("unknown target {other}"),

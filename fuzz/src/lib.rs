@@ -333,6 +333,156 @@ pub fn check_decode_cq_unit(data: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// decode_frame
+// ---------------------------------------------------------------------------------------------
+
+/// Largest body the fuzzed replication reader accepts: small, so that "too large" is reachable.
+pub const FRAME_MAX_BODY: u32 = 4096;
+
+/// Hands out bytes in chunks of a fixed size, with a read timeout between every two, as a
+/// socket with a read timeout does.
+struct Chunked<'a> {
+    data: &'a [u8],
+    chunk: usize,
+    stall: bool,
+}
+
+impl std::io::Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stall = !self.stall;
+        if self.stall {
+            return Err(std::io::Error::new(std::io::ErrorKind::WouldBlock, "timeout"));
+        }
+        let n = self.chunk.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// `decode_frame`: replication frames from a peer. `frame::decode` never panics; a frame it
+/// accepts re-encodes to exactly the bytes it used; a `FrameReader` fed the same bytes in chunks
+/// (the first byte picks their size) with a timeout between every two reads the same frames, and
+/// fails where `decode` fails.
+pub fn check_decode_frame(data: &[u8]) {
+    use mqstore::replication::frame::{self, FrameReader, ProtocolError};
+    let Some((&first, stream)) = data.split_first() else {
+        return;
+    };
+    // What repeated `decode` makes of the stream: the frames, re-encoded, and whether it ended
+    // in an error (rather than at a frame boundary or inside a frame).
+    let mut expected = Vec::new();
+    let mut rest = stream;
+    let decode_failed = loop {
+        match frame::decode(rest, FRAME_MAX_BODY) {
+            Ok(Some((f, used))) => {
+                let mut again = Vec::new();
+                frame::encode(&f, &mut again);
+                assert_eq!(again, &rest[..used], "encode(decode(x)) != x for a {} frame", f.name());
+                expected.push(again);
+                rest = &rest[used..];
+            }
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    let mut reader = FrameReader::new(
+        Chunked {
+            data: stream,
+            chunk: usize::from(first % 64) + 1,
+            stall: false,
+        },
+        FRAME_MAX_BODY,
+    );
+    let mut got = Vec::new();
+    let reader_failed = loop {
+        match reader.read_frame() {
+            Ok(Some(f)) => {
+                let mut bytes = Vec::new();
+                frame::encode(&f, &mut bytes);
+                got.push(bytes);
+            }
+            Ok(None) => break false,
+            Err(ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // A stream cut inside a frame: `decode` saw an incomplete frame there.
+            Err(ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break false,
+            Err(_) => break true,
+        }
+    };
+    assert_eq!(got, expected, "the reader and decode disagree on the frames");
+    assert_eq!(
+        reader_failed, decode_failed,
+        "the reader and decode disagree on an error"
+    );
+}
+
+/// Seeds of `decode_frame`: the first byte sets the reader's chunk size, the rest is a stream.
+fn frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use mqstore::replication::epoch::EpochEntry;
+    use mqstore::replication::frame::{self, Frame};
+    let one = |chunk: u8, frames: &[Frame<'_>]| {
+        let mut v = vec![chunk];
+        for f in frames {
+            frame::encode(f, &mut v);
+        }
+        v
+    };
+    let hello = Frame::Hello {
+        segment_size: 1 << 30,
+        max_offset: 4096,
+        last_epoch: 2,
+    };
+    let welcome = Frame::Welcome {
+        segment_size: 1 << 30,
+        max_offset: 8192,
+        min_offset: 0,
+        epochs: vec![
+            EpochEntry {
+                epoch: 1,
+                start_offset: 0,
+            },
+            EpochEntry {
+                epoch: 2,
+                start_offset: 4096,
+            },
+        ],
+    };
+    let data = Frame::Data {
+        offset: 4096,
+        epoch: 2,
+        epoch_start: 4096,
+        bytes: b"\x00\x00\x00\x08\xcb\xd4\x32\x07",
+    };
+    let mut bad_crc = one(5, std::slice::from_ref(&data));
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 1;
+    let mut truncated = one(3, &[Frame::Ack { offset: 77 }]);
+    truncated.pop();
+    vec![
+        ("hello", one(0, std::slice::from_ref(&hello))),
+        ("welcome", one(7, std::slice::from_ref(&welcome))),
+        ("data", one(63, std::slice::from_ref(&data))),
+        (
+            "ack-heartbeat-refuse",
+            one(
+                1,
+                &[
+                    Frame::Ack { offset: 77 },
+                    Frame::Heartbeat { max_offset: 99 },
+                    Frame::Refuse {
+                        code: 3,
+                        reason: "diverged",
+                    },
+                ],
+            ),
+        ),
+        ("handshake", one(16, &[hello, welcome, data])),
+        ("bad-crc", bad_crc),
+        ("truncated", truncated),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
 // recover_store: the base store
 // ---------------------------------------------------------------------------------------------
 
@@ -1661,6 +1811,9 @@ pub fn generated_seeds(repo: &Path) -> Vec<(String, Vec<u8>)> {
     }
     for (name, bytes) in cq_unit_seeds(repo) {
         seeds.push((format!("corpus/decode_cq_unit/{name}"), bytes));
+    }
+    for (name, bytes) in frame_seeds() {
+        seeds.push((format!("corpus/decode_frame/{name}"), bytes));
     }
     for (name, input) in recover_seeds(base_store()).into_iter().chain(found_seeds(base_store())) {
         seeds.push((format!("corpus/recover_store/{name}"), input.encode()));
