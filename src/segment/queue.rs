@@ -350,3 +350,94 @@ fn classify_create_error(path: &Path, e: std::io::Error) -> Error {
         _ => Error::io(path, e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::MmapBackend;
+
+    const SIZE: u64 = 64 * 1024;
+
+    /// A queue of two segments, the second half written: byte `i` of the log is `i % 251`.
+    fn written(dir: &Path) -> SegmentQueue<MmapBackend> {
+        let q = SegmentQueue::open(Arc::new(MmapBackend), dir, SizeRule::Exactly(SIZE)).unwrap();
+        for start in [0, SIZE] {
+            let seg = q.create(start, false).unwrap();
+            let mut w = seg.claim_writer().unwrap();
+            let len = if start == 0 { SIZE } else { SIZE / 2 };
+            let bytes: Vec<u8> = (start..start + len).map(|i| (i % 251) as u8).collect();
+            w.write(&bytes);
+            w.publish();
+        }
+        q
+    }
+
+    fn on_disk(dir: &Path, start: u64) -> Vec<u8> {
+        std::fs::read(dir.join(segment_name(start))).unwrap()
+    }
+
+    #[test]
+    fn live_truncation_zeroes_a_segment_nobody_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = written(dir.path());
+        let removed = q.truncate_live(SIZE + 100).unwrap();
+        assert!(removed.is_empty());
+        assert_eq!(q.max_offset(), SIZE + 100);
+        let bytes = on_disk(dir.path(), SIZE);
+        assert!(
+            bytes[..100]
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == ((SIZE + i as u64) % 251) as u8)
+        );
+        assert!(bytes[100..].iter().all(|&b| b == 0), "the cut part is zeroed on disk");
+    }
+
+    #[test]
+    fn live_truncation_leaves_a_held_segment_unchanged_and_replaces_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = written(dir.path());
+        // A reader holds the segment that is cut, and a slice of bytes past the cut.
+        let held = q.find(SIZE + 1000).unwrap();
+        let before = held.read(1000, 200).unwrap().to_vec();
+        let removed = q.truncate_live(SIZE + 100).unwrap();
+        assert!(removed.is_empty());
+        // The reader's bytes did not change under it.
+        assert_eq!(held.read(1000, 200).unwrap().to_vec(), before);
+        assert_eq!(held.readable(), SIZE / 2);
+        // The queue's segment is a new one, cut; the file on disk too.
+        let now = q.find(SIZE).unwrap();
+        assert!(!Arc::ptr_eq(&now, &held));
+        assert_eq!(now.readable(), 100);
+        assert_eq!(q.max_offset(), SIZE + 100);
+        let bytes = on_disk(dir.path(), SIZE);
+        assert!(
+            bytes[..100]
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == ((SIZE + i as u64) % 251) as u8)
+        );
+        assert!(bytes[100..].iter().all(|&b| b == 0), "the cut part is zeroed on disk");
+        // The new segment takes a writer at the cut, and no file is left aside.
+        let mut w = now.claim_writer().unwrap();
+        assert_eq!(w.position(), SIZE + 100);
+        w.write(b"next");
+        w.publish();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn live_truncation_removes_whole_segments_past_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = written(dir.path());
+        let _held = q.find(SIZE).unwrap();
+        let removed = q.truncate_live(SIZE / 2).unwrap();
+        assert_eq!(removed, vec![dir.path().join(segment_name(SIZE))]);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.max_offset(), SIZE / 2);
+    }
+}
