@@ -60,18 +60,26 @@ fn spawn_slave(dir: &Path, master: SocketAddr) -> (Child, u64) {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    let mut reader = BufReader::new(stdout);
-    loop {
-        line.clear();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "the slave child died before it was ready"
-        );
-        // The harness's own "test slave_child ... " may start the line.
-        if let Some(end) = line.trim().split("READY ").nth(1) {
-            return (child, end.parse().unwrap());
+    let ready = child.stdout.take().and_then(|stdout| {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            // The harness's own "test slave_child ... " may start the line.
+            if let Some(end) = line.trim().split("READY ").nth(1) {
+                return end.parse().ok();
+            }
+        }
+    });
+    match ready {
+        Some(end) => (child, end),
+        None => {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("the slave child died before it was ready: {status:?}");
         }
     }
 }
