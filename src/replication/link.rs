@@ -13,6 +13,7 @@ use super::ack::{AckTracker, ReplicaStatus};
 use super::epoch::{self, EpochEntry, EpochHistory};
 use super::{ReplicationConfig, Role};
 use crate::error::{Error, Result};
+use crate::flush::{Completion, FlushOutcome, Pending};
 use crate::message::MessageSource;
 
 /// The store's side of the links: the parts of the store replication reads and changes,
@@ -28,10 +29,13 @@ pub(crate) trait LogAccess: Send + Sync + 'static {
     /// one record) and not past `limit`: their bytes, how many, and where the next chunk
     /// starts. `None` when nothing is appended at `offset` yet.
     fn read_chunk(&self, offset: u64, max: usize, limit: u64) -> Result<Option<(MessageSource, usize, u64)>>;
-    /// Validates and appends replicated bytes at `offset`, dispatches and flushes them under
-    /// the store's flush policy: the new end, and the offset below which the bytes are held as
-    /// the policy promises.
-    fn append_replicated(&self, offset: u64, bytes: &[u8]) -> Result<(u64, u64)>;
+    /// Validates and appends replicated bytes at `offset` and has them dispatched: the new end.
+    fn append_replicated(&self, offset: u64, bytes: &[u8]) -> Result<u64>;
+    /// Asks the flush policy to make everything below `end` held as it promises; `done` tells
+    /// when (or at once, for a policy that does not wait).
+    fn hold(&self, end: u64, done: Completion);
+    /// What a hold's `outcome` means: the offset below which bytes are held.
+    fn held(&self, end: u64, outcome: FlushOutcome) -> Result<u64>;
     /// Cuts the log, the consume queues and the dispatch point at `offset`, durably.
     fn truncate(&self, offset: u64) -> Result<()>;
 }
@@ -366,6 +370,32 @@ impl Drop for ReplicaAcks {
     }
 }
 
+/// Bytes a slave appended, on their way to being held as its flush policy promises.
+pub struct PendingHold {
+    core: Arc<LinkCore>,
+    end: u64,
+    pending: Pending,
+}
+
+impl PendingHold {
+    /// One past the bytes appended: where the next bytes must start.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Whether [`wait`](Self::wait) would return at once.
+    pub fn is_done(&self) -> bool {
+        self.pending.outcome().is_some()
+    }
+
+    /// Waits until the flush policy has its outcome: the offset below which the slave holds
+    /// its bytes (acknowledge it). An error if the flush failed (the store then refuses writes).
+    pub fn wait(self) -> Result<u64> {
+        let outcome = self.pending.wait();
+        self.core.log.held(self.end, outcome)
+    }
+}
+
 /// What [`SlaveLink::append`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -421,7 +451,12 @@ impl SlaveLink {
     /// segment boundary; an epoch may not go backwards, nor change its start. Nothing is appended
     /// unless all of it is valid. The records are then dispatched to consume queues and flushed
     /// as the slave's flush policy says.
-    pub fn append(&self, offset: u64, epoch: u32, epoch_start: u64, bytes: &[u8]) -> Result<Appended> {
+    ///
+    /// Returns at once, with the bytes appended; the returned [`PendingHold`] says when they are
+    /// held as the slave's flush policy promises (what to acknowledge). Appends made meanwhile
+    /// share that policy's syncs: a transport that keeps reading while earlier appends are
+    /// synced acknowledges far more per sync than one that waits for each.
+    pub fn append_async(&self, offset: u64, epoch: u32, epoch_start: u64, bytes: &[u8]) -> Result<PendingHold> {
         self.core.check_term(self.term)?;
         let expected = self.core.log.max_offset();
         if offset != expected {
@@ -464,9 +499,26 @@ impl SlaveLink {
                 }
             }
         }
-        let (end, held) = self.core.log.append_replicated(offset, bytes)?;
+        let end = self.core.log.append_replicated(offset, bytes)?;
         self.core.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(Appended { end, held })
+        let (done, pending) = Pending::pair();
+        self.core.log.hold(end, done);
+        Ok(PendingHold {
+            core: Arc::clone(&self.core),
+            end,
+            pending,
+        })
+    }
+
+    /// [`append_async`](Self::append_async), then waits until the slave's flush policy holds
+    /// the bytes.
+    pub fn append(&self, offset: u64, epoch: u32, epoch_start: u64, bytes: &[u8]) -> Result<Appended> {
+        let pending = self.append_async(offset, epoch, epoch_start, bytes)?;
+        let end = pending.end();
+        Ok(Appended {
+            end,
+            held: pending.wait()?,
+        })
     }
 
     /// Cuts the log at `offset`, durably: every record at or past it is gone from the commit

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ack::ReplicaStatus;
-pub use link::{Appended, MasterLink, ReplicaAcks, ReplicationChunk, SlaveLink};
+pub use link::{Appended, MasterLink, PendingHold, ReplicaAcks, ReplicationChunk, SlaveLink};
 pub(crate) use link::{LinkCore, LogAccess};
 pub use tcp::TcpReplication;
 

@@ -16,7 +16,7 @@ use crate::commit_log::{CommitLog, now_millis};
 use crate::consume_queue::QueueTable;
 use crate::dispatch::DispatchShared;
 use crate::error::{Error, Result};
-use crate::flush::{FlushOutcome, FlushTarget, Flusher, Pending};
+use crate::flush::{Completion, FlushOutcome, FlushTarget, Flusher, Pending};
 use crate::message::MessageSource;
 use crate::replication::epoch::{EpochEntry, EpochHistory};
 use crate::replication::{
@@ -65,22 +65,29 @@ impl<B: Backend> LogAccess for StoreLog<B> {
         self.log.read_chunk(offset, max, limit)
     }
 
-    fn append_replicated(&self, offset: u64, bytes: &[u8]) -> Result<(u64, u64)> {
+    fn append_replicated(&self, offset: u64, bytes: &[u8]) -> Result<u64> {
         if !self.writeable.load(Ordering::Acquire) || self.log.flush_failed() {
             return Err(Error::NotWriteable("a commit-log flush failed"));
         }
         let end = self.log.append_replicated(offset, bytes, self.verify)?;
         self.dispatch.wake();
-        let held = match self.flusher.after_append(end) {
-            FlushOutcome::Durable | FlushOutcome::NotAwaited => end,
+        Ok(end)
+    }
+
+    fn hold(&self, end: u64, done: Completion) {
+        self.flusher.after_append_async(end, done);
+    }
+
+    fn held(&self, end: u64, outcome: FlushOutcome) -> Result<u64> {
+        match outcome {
+            FlushOutcome::Durable | FlushOutcome::NotAwaited => Ok(end),
             // Acknowledge only what the policy vouches for.
-            FlushOutcome::TimedOut => self.log.flushed_offset(),
+            FlushOutcome::TimedOut => Ok(self.log.flushed_offset().min(end)),
             FlushOutcome::Failed => {
                 self.writeable.store(false, Ordering::Release);
-                return Err(Error::NotWriteable("a commit-log flush failed"));
+                Err(Error::NotWriteable("a commit-log flush failed"))
             }
-        };
-        Ok((end, held))
+        }
     }
 
     fn truncate(&self, offset: u64) -> Result<()> {

@@ -2,13 +2,16 @@
 //! acknowledge them; reconnect with backoff after a drop.
 
 use std::net::TcpStream;
+use std::sync::{Arc, mpsc};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use super::master::is_timeout;
 use super::{Running, refuse, send};
 use crate::error::Error;
-use crate::replication::SlaveLink;
 use crate::replication::frame::{Frame, FrameReader, ProtocolError};
+use crate::replication::{PendingHold, SlaveLink};
 
 /// How a session ended.
 enum End {
@@ -97,7 +100,7 @@ fn follow(running: &Running, link: &SlaveLink, stream: TcpStream, cfg: &crate::r
         return End::Dropped(format!("sending hello: {e}"));
     }
     // Welcome: the master's history decides what of our log stays.
-    let mut heard = Instant::now();
+    let heard = Instant::now();
     let (segment_size, master_end, epochs) = loop {
         if running.stopped() {
             return End::Dropped("stopping".into());
@@ -140,13 +143,47 @@ fn follow(running: &Running, link: &SlaveLink, stream: TcpStream, cfg: &crate::r
         refuse(&mut out, super::refuse::LOCAL, &reason);
         return End::Refused(reason);
     }
-    let mut held = link.max_offset();
+    let held = link.max_offset();
     if let Err(e) = send(&mut out, &Frame::Ack { offset: held }, &mut buf) {
         return End::Dropped(format!("sending ack: {e}"));
     }
     tracing::info!(master = %link.master(), from = held, master_end, "replication: following the master");
-    heard = Instant::now();
-    let mut sent = Instant::now();
+    // Appends are acknowledged by a second thread once the flush policy holds them, so that
+    // this one reads on meanwhile and the appends of many frames share one sync.
+    let out = Arc::new(Mutex::new(out));
+    let (tx, rx) = mpsc::sync_channel::<PendingHold>(PIPELINE);
+    let acker = {
+        let (out, interval) = (Arc::clone(&out), cfg.heartbeat_interval);
+        std::thread::Builder::new()
+            .name("mqstore-repl-ack".into())
+            .spawn(move || acknowledge(&rx, &out, held, interval))
+    };
+    let acker = match acker {
+        Ok(t) => t,
+        Err(e) => return End::Dropped(format!("starting the acknowledging thread: {e}")),
+    };
+    let end = receive(running, link, &mut reader, &out, &tx, cfg);
+    drop(tx);
+    let _ = out.lock().shutdown(std::net::Shutdown::Both);
+    match acker.join() {
+        Ok(Some(failure)) => End::Refused(failure),
+        _ => end,
+    }
+}
+
+/// Frames appended but not yet acknowledged, at most.
+const PIPELINE: usize = 256;
+
+/// Reads the master's frames and appends them until the session ends.
+fn receive(
+    running: &Running,
+    link: &SlaveLink,
+    reader: &mut FrameReader<TcpStream>,
+    out: &Mutex<TcpStream>,
+    acks: &mpsc::SyncSender<PendingHold>,
+    cfg: &crate::replication::ReplicationConfig,
+) -> End {
+    let mut heard = Instant::now();
     loop {
         if running.stopped() {
             return End::Dropped("stopping".into());
@@ -159,7 +196,7 @@ fn follow(running: &Running, link: &SlaveLink, stream: TcpStream, cfg: &crate::r
                 bytes,
             })) => {
                 heard = Instant::now();
-                link.append(offset, epoch, epoch_start, bytes)
+                link.append_async(offset, epoch, epoch_start, bytes)
             }
             Ok(Some(Frame::Heartbeat { .. })) => {
                 heard = Instant::now();
@@ -168,30 +205,27 @@ fn follow(running: &Running, link: &SlaveLink, stream: TcpStream, cfg: &crate::r
             Ok(Some(Frame::Refuse { code, reason })) => {
                 return End::Dropped(format!("the master closed ({code}): {reason}"));
             }
-            Ok(Some(other)) => return protocol(&mut out, format!("unexpected {} frame from the master", other.name())),
+            Ok(Some(other)) => {
+                return protocol(
+                    &mut out.lock(),
+                    format!("unexpected {} frame from the master", other.name()),
+                );
+            }
             Ok(None) => return End::Dropped("master closed the connection".into()),
             Err(ProtocolError::Io(e)) if is_timeout(&e) => {
                 if heard.elapsed() > cfg.heartbeat_timeout {
                     return End::Dropped("master silent past the heartbeat timeout".into());
                 }
-                if sent.elapsed() >= cfg.heartbeat_interval {
-                    if let Err(e) = send(&mut out, &Frame::Heartbeat { max_offset: held }, &mut buf) {
-                        return End::Dropped(format!("sending a heartbeat: {e}"));
-                    }
-                    sent = Instant::now();
-                }
                 continue;
             }
             Err(ProtocolError::Io(e)) => return End::Dropped(e.to_string()),
-            Err(e) => return protocol(&mut out, e.to_string()),
+            Err(e) => return protocol(&mut out.lock(), e.to_string()),
         };
         match appended {
-            Ok(a) => {
-                held = a.held;
-                if let Err(e) = send(&mut out, &Frame::Ack { offset: held }, &mut buf) {
-                    return End::Dropped(format!("sending ack: {e}"));
+            Ok(pending) => {
+                if acks.send(pending).is_err() {
+                    return End::Dropped("acknowledging failed".into());
                 }
-                sent = Instant::now();
             }
             Err(
                 e @ (Error::ReplicaData { .. } | Error::ReplicaOffsetMismatch { .. } | Error::EpochRegressed { .. }),
@@ -199,14 +233,67 @@ fn follow(running: &Running, link: &SlaveLink, stream: TcpStream, cfg: &crate::r
                 // The master sent what does not continue our log: drop it; the next handshake
                 // starts again from what we hold.
                 let reason = e.to_string();
-                refuse(&mut out, super::refuse::BAD_DATA, &reason);
+                refuse(&mut out.lock(), super::refuse::BAD_DATA, &reason);
                 return End::Dropped(reason);
             }
             Err(e) => {
                 let reason = e.to_string();
-                refuse(&mut out, super::refuse::LOCAL, &reason);
+                refuse(&mut out.lock(), super::refuse::LOCAL, &reason);
                 return End::Refused(reason);
             }
+        }
+    }
+}
+
+/// Acknowledges appends in order as the flush policy holds them (the latest of those already
+/// held, in one frame), and heartbeats when idle. A local failure, if one ended it.
+fn acknowledge(
+    appends: &mpsc::Receiver<PendingHold>,
+    out: &Mutex<TcpStream>,
+    mut held: u64,
+    interval: std::time::Duration,
+) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut next = None;
+    loop {
+        let pending = match next.take() {
+            Some(p) => p,
+            None => match appends.recv_timeout(interval) {
+                Ok(p) => p,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if send(&mut out.lock(), &Frame::Heartbeat { max_offset: held }, &mut buf).is_err() {
+                        return None;
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            },
+        };
+        match pending.wait() {
+            Ok(h) => held = held.max(h),
+            Err(e) => {
+                let reason = e.to_string();
+                refuse(&mut out.lock(), super::refuse::LOCAL, &reason);
+                return Some(reason);
+            }
+        }
+        // Those already held too: one acknowledgement for all of them.
+        while let Ok(p) = appends.try_recv() {
+            if !p.is_done() {
+                next = Some(p);
+                break;
+            }
+            match p.wait() {
+                Ok(h) => held = held.max(h),
+                Err(e) => {
+                    let reason = e.to_string();
+                    refuse(&mut out.lock(), super::refuse::LOCAL, &reason);
+                    return Some(reason);
+                }
+            }
+        }
+        if send(&mut out.lock(), &Frame::Ack { offset: held }, &mut buf).is_err() {
+            return None;
         }
     }
 }
