@@ -126,6 +126,35 @@ fn bench_async_prints_one_json_line() {
     assert!(p50 <= p99 && p99 <= p999, "quantiles out of order: {r:?}");
 }
 
+/// `--replicate`: each mode alone, then with a slave in the same process; every put of the sync
+/// master was acknowledged `Ok` (so held by the slave), and the slave caught up.
+#[test]
+fn bench_replicate_runs_each_mode_alone_and_with_a_slave() {
+    for replicate in ["sync", "async"] {
+        let lines = bench_json(&[
+            "--flush",
+            "async",
+            "--messages",
+            "3000",
+            "--producers",
+            "2",
+            "--in-flight",
+            "8",
+            "--segment-size",
+            "1048576",
+            "--replicate",
+            replicate,
+        ]);
+        let shapes: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| (l["flush"].as_str(), l["replicate"].as_str()))
+            .collect();
+        assert_eq!(shapes, [("async", "off"), ("async", replicate)]);
+        let lag: f64 = lines[1]["replica_lag_s"].parse().unwrap();
+        assert!(lag >= 0.0);
+    }
+}
+
 /// The flags that shape how the bench puts and reads: each shows in the JSON, every message still
 /// comes back exactly once (the read phase checks each body's sequence number against its queue
 /// and the sum of all), and a bad value is a usage error.
