@@ -303,6 +303,50 @@ fn a_sync_master_times_out_when_the_slave_stops_acknowledging() {
     assert_eq!(r.status, PutStatus::FlushSlaveTimeout);
     // Appended all the same.
     assert_eq!(m.get("topic-0", 0, 0, 1).unwrap().messages.len(), 1);
+    // Silent past the heartbeat timeout: dropped, and then no longer waited for.
+    eventually("the silent slave is dropped", || m.in_sync_slaves() == 0);
+    assert_eq!(m.put(message(1)).unwrap().status, PutStatus::SlaveNotAvailable);
+    let mut rest = Vec::new();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = peer.read_to_end(&mut rest);
+    assert!(
+        frame::decode(&rest, 1 << 20).unwrap().is_some(),
+        "the master sends its welcome (and a refusal) before it closes"
+    );
+}
+
+#[test]
+fn a_sync_master_can_require_two_slaves() {
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let m = MessageStore::open(
+        StoreConfig::new(a.path())
+            .commit_log_segment_size(SEGMENT)
+            .consume_queue_units_per_segment(64)
+            .role(Role::SyncMaster {
+                timeout: Duration::from_millis(500),
+            })
+            .replication(repl().in_sync_slaves(2)),
+    )
+    .unwrap();
+    let s1 = slave_of(b.path(), addr(&m));
+    eventually("one slave is in sync", || m.in_sync_slaves() == 1);
+    assert_eq!(m.put(message(0)).unwrap().status, PutStatus::SlaveNotAvailable);
+    let s2 = slave_of(c.path(), addr(&m));
+    eventually("two slaves are in sync", || m.in_sync_slaves() == 2);
+    for i in 1..50 {
+        let r = m.put(message(i)).unwrap();
+        assert_eq!(r.status, PutStatus::Ok);
+        let end = r.commit_log_offset + r.wrote_bytes as u64;
+        assert!(s1.max_commit_log_offset() >= end && s2.max_commit_log_offset() >= end);
+    }
+    caught_up(&s1, &m);
+    caught_up(&s2, &m);
+    same_queues(&m, &s1);
+    same_queues(&m, &s2);
 }
 
 #[test]
