@@ -397,6 +397,18 @@ fn failover_truncates_the_old_master_to_what_the_new_one_holds() {
     new.close().unwrap();
     verify_clean(a.path());
     verify_clean(b.path());
+    // An operator sees the history with `mqstore stat`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mqstore"))
+        .arg("stat")
+        .arg(a.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expect = format!("{} from {}", new_epoch.epoch, new_epoch.start_offset);
+    assert!(
+        text.lines().any(|l| l.starts_with("epochs") && l.contains(&expect)),
+        "{text}"
+    );
 }
 
 #[test]

@@ -93,6 +93,20 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         Err(e) => writeln!(out, "checkpoint   {}", fail(format!("unreadable: {e}")))?,
     }
 
+    // Replication's epoch history.
+    match mqstore::replication::epoch::EpochHistory::load(&dir) {
+        Ok(h) if h.entries().is_empty() => writeln!(out, "epochs       none (the store took no part in replication)")?,
+        Ok(h) => {
+            let list: Vec<String> = h
+                .entries()
+                .iter()
+                .map(|e| format!("{} from {}", e.epoch, e.start_offset))
+                .collect();
+            writeln!(out, "epochs       {}", list.join(", "))?;
+        }
+        Err(e) => writeln!(out, "epochs       {}", fail(format!("unreadable: {e}")))?,
+    }
+
     // Commit log.
     let log_end = match SegmentDir::list(&files::commit_log_dir(&dir)) {
         Ok(log) => commit_log(&mut out, &log, &mut fail)?,
