@@ -162,7 +162,7 @@ fn a_sync_flushing_slave_keeps_every_acknowledged_put_through_power_losses() {
         }
         // A few more the slave may or may not get before the lights go out.
         for _ in 0..5 {
-            let _ = master.put_async(Message::new("pl", 0, body(i, 700))).unwrap();
+            drop(master.put_async(Message::new("pl", 0, body(i, 700))).unwrap());
             i += 1;
         }
         s.halt();
