@@ -484,6 +484,32 @@ fn welcome(epochs: &[(u32, u64)], max_offset: u64) -> Vec<u8> {
     buf
 }
 
+/// A fake master's script: a welcome with the slave's own `epochs` (so it agrees with the
+/// slave at `end`), then a `Data` frame at `offset` with `bytes`, in the last epoch or `epoch`.
+fn data_after_welcome(
+    epochs: &[(u32, u64)],
+    end: u64,
+    offset: u64,
+    epoch: Option<(u32, u64)>,
+    bytes: &'static [u8],
+) -> Box<dyn Fn(&mut TcpStream) + Send> {
+    let epochs = epochs.to_vec();
+    let (epoch, epoch_start) = epoch.unwrap_or(*epochs.last().unwrap());
+    Box::new(move |s: &mut TcpStream| {
+        let mut w = welcome(&epochs, end + 1000);
+        frame::encode(
+            &Frame::Data {
+                offset,
+                epoch,
+                epoch_start,
+                bytes,
+            },
+            &mut w,
+        );
+        let _ = s.write_all(&w);
+    })
+}
+
 #[test]
 fn a_slave_refuses_garbage_from_a_fake_master_and_keeps_its_data() {
     // A slave with data of its own, from a real master.
@@ -524,54 +550,18 @@ fn a_slave_refuses_garbage_from_a_fake_master_and_keeps_its_data() {
                 let _ = s.write_all(&w);
             })
         }),
-        ("data that does not continue the log", {
-            let e = epochs.clone();
-            Box::new(move |s: &mut TcpStream| {
-                let mut w = welcome(&e, end + 1000);
-                frame::encode(
-                    &Frame::Data {
-                        offset: end + 500,
-                        epoch: e.last().unwrap().0,
-                        epoch_start: e.last().unwrap().1,
-                        bytes: &[1, 2, 3, 4, 5, 6, 7, 8, 9],
-                    },
-                    &mut w,
-                );
-                let _ = s.write_all(&w);
-            })
-        }),
-        ("bytes that are not records", {
-            let e = epochs.clone();
-            Box::new(move |s: &mut TcpStream| {
-                let mut w = welcome(&e, end + 1000);
-                frame::encode(
-                    &Frame::Data {
-                        offset: end,
-                        epoch: e.last().unwrap().0,
-                        epoch_start: e.last().unwrap().1,
-                        bytes: &[0x5A; 300],
-                    },
-                    &mut w,
-                );
-                let _ = s.write_all(&w);
-            })
-        }),
-        ("an epoch going backwards", {
-            let e = epochs.clone();
-            Box::new(move |s: &mut TcpStream| {
-                let mut w = welcome(&e, end + 1000);
-                frame::encode(
-                    &Frame::Data {
-                        offset: end,
-                        epoch: 0,
-                        epoch_start: 0,
-                        bytes: &[0x5A; 300],
-                    },
-                    &mut w,
-                );
-                let _ = s.write_all(&w);
-            })
-        }),
+        (
+            "data that does not continue the log",
+            data_after_welcome(&epochs, end, end + 500, None, &[1, 2, 3, 4, 5, 6, 7, 8, 9]),
+        ),
+        (
+            "bytes that are not records",
+            data_after_welcome(&epochs, end, end, None, &[0x5A; 300]),
+        ),
+        (
+            "an epoch going backwards",
+            data_after_welcome(&epochs, end, end, Some((0, 0)), &[0x5A; 300]),
+        ),
         ("a master with no epoch in common", {
             Box::new(move |s: &mut TcpStream| {
                 let _ = s.write_all(&welcome(&[(77, 12345)], end + 1000));

@@ -237,14 +237,7 @@ impl<B: Backend> SegmentQueue<B> {
     /// ever written past the end.
     pub fn truncate(&self, offset: u64, zero: bool) -> Result<Vec<PathBuf>> {
         let mut segments = self.segments.write();
-        let mut removed = Vec::new();
-        while let Some(last) = segments.last() {
-            if last.start() <= offset {
-                break;
-            }
-            let last = segments.pop().expect("checked non-empty");
-            removed.push(last.path().to_path_buf());
-        }
+        let removed = Self::pop_past(&mut segments, offset);
         if let Some(last) = segments.last_mut() {
             let cut = offset.saturating_sub(last.start()).min(last.size());
             let readable = last.readable();
@@ -267,14 +260,7 @@ impl<B: Backend> SegmentQueue<B> {
     /// renamed over), so readers keep reading the old, unchanged bytes of the unlinked file.
     pub fn truncate_live(&self, offset: u64) -> Result<Vec<PathBuf>> {
         let mut segments = self.segments.write();
-        let mut removed = Vec::new();
-        while let Some(last) = segments.last() {
-            if last.start() <= offset {
-                break;
-            }
-            let last = segments.pop().expect("checked non-empty");
-            removed.push(last.path().to_path_buf());
-        }
+        let removed = Self::pop_past(&mut segments, offset);
         if let Some(last) = segments.last_mut() {
             let cut = offset.saturating_sub(last.start()).min(last.size());
             let readable = last.readable();
@@ -320,6 +306,12 @@ impl<B: Backend> SegmentQueue<B> {
         self.backend.rename(&aside, &path).at(&path)?;
         tracing::info!(path = %path.display(), cut, "segment held by readers: truncated by replacing its file");
         Ok(fresh)
+    }
+
+    /// Takes the segments that start past `offset` off the end of `segments`: their paths.
+    fn pop_past(segments: &mut Vec<SegmentRef<B>>, offset: u64) -> Vec<PathBuf> {
+        let keep = segments.partition_point(|s| s.start() <= offset);
+        segments.drain(keep..).map(|s| s.path().to_path_buf()).rev().collect()
     }
 
     /// Removes the oldest segment from the queue and deletes its file. Readers that still hold
