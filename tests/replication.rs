@@ -23,7 +23,7 @@ fn any_port() -> SocketAddr {
 fn repl() -> ReplicationConfig {
     ReplicationConfig::default()
         .listen(any_port())
-        .heartbeat(Duration::from_millis(100), Duration::from_millis(1500))
+        .heartbeat(Duration::from_millis(100), Duration::from_secs(5))
         .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
         .transfer_batch(16 * 1024)
 }
