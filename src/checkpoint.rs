@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use crate::error::{IoContext, Result};
 use crate::files::open_or_create;
+use crate::index::IndexMark;
 
 /// File name.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
@@ -25,9 +26,13 @@ pub const CHECKPOINT_SIZE: usize = 4096;
 const SLOT_AT: [usize; 2] = [1024, 2048];
 /// "MQCK".
 const SLOT_MAGIC: u32 = 0x4D51_434B;
-const SLOT_VERSION: u32 = 1;
+/// Version 1 had no index mark; version 2 adds it.
+const SLOT_VERSION: u32 = 2;
 /// magic, version, seq, log_flushed, dispatched, physic ts, logics ts, crc.
-const SLOT_LEN: usize = 4 + 4 + 8 + 8 + 8 + 8 + 8 + 4;
+const SLOT_V1_LEN: usize = 4 + 4 + 8 + 8 + 8 + 8 + 8 + 4;
+/// Version 2: version 1's fields, then the index file, its durable count and the covered
+/// offset, then the crc.
+const SLOT_LEN: usize = SLOT_V1_LEN + 3 * 8;
 
 /// The checkpoint's fields.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,6 +53,8 @@ pub struct Checkpoint {
     pub log_flushed: u64,
     /// mqstore: every record below has its consume-queue unit durable.
     pub dispatched: u64,
+    /// mqstore: how far the index is durable (all zero in a version-1 slot: nothing trusted).
+    pub index: IndexMark,
 }
 
 /// What a checkpoint page holds.
@@ -100,6 +107,7 @@ impl Checkpoint {
                 cp.seq = slot.seq;
                 cp.log_flushed = slot.log_flushed;
                 cp.dispatched = slot.dispatched;
+                cp.index = slot.index;
                 // Prefer the slot's copy of the timestamps: the header is not CRC-protected.
                 cp.physic_msg_timestamp = slot.physic_msg_timestamp;
                 cp.logics_msg_timestamp = slot.logics_msg_timestamp;
@@ -125,8 +133,11 @@ impl Checkpoint {
         slot[24..32].copy_from_slice(&self.dispatched.to_be_bytes());
         slot[32..40].copy_from_slice(&self.physic_msg_timestamp.to_be_bytes());
         slot[40..48].copy_from_slice(&self.logics_msg_timestamp.to_be_bytes());
-        let crc = crc32fast::hash(&slot[..48]);
-        slot[48..52].copy_from_slice(&crc.to_be_bytes());
+        slot[48..56].copy_from_slice(&self.index.file.to_be_bytes());
+        slot[56..64].copy_from_slice(&self.index.count.to_be_bytes());
+        slot[64..72].copy_from_slice(&self.index.covered.to_be_bytes());
+        let crc = crc32fast::hash(&slot[..72]);
+        slot[72..76].copy_from_slice(&crc.to_be_bytes());
     }
 
     /// RocketMQ's recovery start time: `min(physic, logics) - 3 s`.
@@ -136,13 +147,20 @@ impl Checkpoint {
 }
 
 fn decode_slot(b: &[u8]) -> Option<Checkpoint> {
-    if b.len() < SLOT_LEN || be_u32(b, 0) != SLOT_MAGIC || be_u32(b, 4) != SLOT_VERSION {
+    if b.len() < SLOT_LEN || be_u32(b, 0) != SLOT_MAGIC {
         return None;
     }
-    if crc32fast::hash(&b[..48]) != be_u32(b, 48) {
-        return None;
-    }
+    let index = match be_u32(b, 4) {
+        1 if crc32fast::hash(&b[..48]) == be_u32(b, 48) => IndexMark::default(),
+        SLOT_VERSION if crc32fast::hash(&b[..72]) == be_u32(b, 72) => IndexMark {
+            file: be_u64(b, 48),
+            count: be_u64(b, 56),
+            covered: be_u64(b, 64),
+        },
+        _ => return None,
+    };
     Some(Checkpoint {
+        index,
         seq: be_u64(b, 8),
         log_flushed: be_u64(b, 16),
         dispatched: be_u64(b, 24),
@@ -223,6 +241,11 @@ mod tests {
             seq,
             log_flushed: 123_456,
             dispatched: 120_000,
+            index: IndexMark {
+                file: 20240229134507089,
+                count: 77,
+                covered: 119_000,
+            },
             ..Default::default()
         }
     }
@@ -250,6 +273,24 @@ mod tests {
         // Both damaged: only RocketMQ's timestamps remain.
         page[SLOT_AT[1] + 9] ^= 0x01;
         assert!(matches!(Checkpoint::decode(&page), Loaded::Timestamps(_)));
+    }
+
+    #[test]
+    fn a_version_1_slot_reads_with_no_index_mark() {
+        let mut page = [0u8; CHECKPOINT_SIZE];
+        let slot = &mut page[SLOT_AT[1]..SLOT_AT[1] + SLOT_LEN];
+        slot[0..4].copy_from_slice(&SLOT_MAGIC.to_be_bytes());
+        slot[4..8].copy_from_slice(&1u32.to_be_bytes());
+        slot[8..16].copy_from_slice(&5u64.to_be_bytes());
+        slot[16..24].copy_from_slice(&300u64.to_be_bytes());
+        slot[24..32].copy_from_slice(&200u64.to_be_bytes());
+        let crc = crc32fast::hash(&slot[..48]);
+        slot[48..52].copy_from_slice(&crc.to_be_bytes());
+        let Loaded::Exact(cp) = Checkpoint::decode(&page) else {
+            panic!("a version-1 slot is valid");
+        };
+        assert_eq!((cp.seq, cp.log_flushed, cp.dispatched), (5, 300, 200));
+        assert_eq!(cp.index, IndexMark::default());
     }
 
     #[test]

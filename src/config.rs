@@ -36,6 +36,10 @@ pub struct StoreConfig {
     pub(crate) store_host: SocketAddr,
     pub(crate) max_get_bytes: usize,
     pub(crate) checkpoint_interval_ms: u64,
+    pub(crate) message_index: bool,
+    pub(crate) index_slots: u32,
+    pub(crate) index_entries: u32,
+    pub(crate) unique_keys: bool,
     pub(crate) role: Role,
     pub(crate) replication: ReplicationConfig,
 }
@@ -56,6 +60,10 @@ impl StoreConfig {
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
             max_get_bytes: 128 << 20,
             checkpoint_interval_ms: 1000,
+            message_index: true,
+            index_slots: crate::index::DEFAULT_SLOTS,
+            index_entries: crate::index::DEFAULT_ENTRIES,
+            unique_keys: true,
             role: Role::AsyncMaster,
             replication: ReplicationConfig::default(),
         }
@@ -148,6 +156,30 @@ impl StoreConfig {
         self
     }
 
+    /// Whether the dispatcher builds the index by key (default on, RocketMQ's
+    /// `messageIndexEnable`). Without it, [`query_by_key`](crate::MessageStore::query_by_key)
+    /// finds nothing.
+    pub fn message_index(mut self, on: bool) -> Self {
+        self.message_index = on;
+        self
+    }
+
+    /// The shape of new index files: `slots` hash slots and `entries` entries each (defaults
+    /// 5,000,000 and 20,000,000, RocketMQ's: 420 MB a file). A full file is followed by a new
+    /// one. Existing files keep their shape.
+    pub fn index_size(mut self, slots: u32, entries: u32) -> Self {
+        self.index_slots = slots;
+        self.index_entries = entries;
+        self
+    }
+
+    /// Whether a message the producer gave no `UNIQ_KEY` gets one (default on): a 32-digit hex
+    /// id unique to the store, indexed like a key, as RocketMQ's clients set it.
+    pub fn unique_keys(mut self, on: bool) -> Self {
+        self.unique_keys = on;
+        self
+    }
+
     /// The store's replication role (default [`Role::AsyncMaster`]). See
     /// [`replication`](crate::replication).
     pub fn role(mut self, role: Role) -> Self {
@@ -214,6 +246,12 @@ impl StoreConfig {
             return Err(Error::InvalidConfig(
                 "max_queues_per_topic must be in 1..=2^31-1".into(),
             ));
+        }
+        if self.index_slots == 0 || self.index_entries < 2 || self.index_entries >= i32::MAX as u32 {
+            return Err(Error::InvalidConfig(format!(
+                "index_size: {} slots and {} entries; need at least 1 slot and 2..2^31-1 entries",
+                self.index_slots, self.index_entries
+            )));
         }
         self.flush.validate()?;
         if let Role::SyncMaster { timeout } = self.role

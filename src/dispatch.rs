@@ -1,5 +1,6 @@
 //! The dispatcher: follows the commit log behind its write position and appends a
-//! consume-queue unit for every record, so that `get` finds it.
+//! consume-queue unit for every record, so that `get` finds it, and its keys to the index, so
+//! that `query_by_key` does.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use crate::codec::{self, Verify};
 use crate::commit_log::{CommitLog, Entry};
 use crate::consume_queue::{ConsumeQueue, CqUnit, QueueTable};
 use crate::error::Result;
+use crate::index::IndexService;
 use crate::message::validate_topic;
 use crate::segment::Backend;
 
@@ -43,18 +45,49 @@ pub struct Dispatched {
     pub last_timestamp: u64,
 }
 
-/// Dispatches every record in `from..limit` of `log` into `queues`, passing over the `skip`
+/// Where a dispatch step sends records.
+pub struct Targets<'a, B: Backend> {
+    /// The consume queues.
+    pub queues: &'a QueueTable<B>,
+    /// Records below this offset do not go to the queues (only to the index: recovery's
+    /// catch-up of an index that is behind them).
+    pub queues_from: u64,
+    /// The index, if the store keeps one.
+    pub index: Option<&'a IndexService<B>>,
+}
+
+impl<B: Backend> Clone for Targets<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: Backend> Copy for Targets<'_, B> {}
+
+impl<'a, B: Backend> Targets<'a, B> {
+    /// Queues and index alike.
+    pub fn all(queues: &'a QueueTable<B>, index: Option<&'a IndexService<B>>) -> Self {
+        Targets {
+            queues,
+            queues_from: 0,
+            index,
+        }
+    }
+}
+
+/// Dispatches every record in `from..limit` of `log` into the targets, passing over the `skip`
 /// ranges (damage recovery found; sorted). A record whose framing is damaged is logged and
 /// skipped to the next valid one. Stops early only at the end of what is readable, or where
 /// damage reaches the end of the active segment.
 pub fn dispatch_range<B: Backend>(
     log: &CommitLog<B>,
-    queues: &QueueTable<B>,
+    targets: Targets<'_, B>,
     from: u64,
     limit: u64,
     skip: &[(u64, u64)],
     warm_up: bool,
 ) -> Result<Dispatched> {
+    let queues = targets.queues;
     let mut skip = skip.iter().copied().peekable();
     let mut offset = from;
     let mut last_timestamp = 0u64;
@@ -117,6 +150,13 @@ pub fn dispatch_range<B: Backend>(
                 }
                 Entry::Record(view) => {
                     last_timestamp = last_timestamp.max(view.store_timestamp.max(0) as u64);
+                    if let Some(index) = targets.index {
+                        index.index_record(&view);
+                    }
+                    if offset < targets.queues_from {
+                        offset += view.total_size as u64;
+                        continue;
+                    }
                     if is_dispatched(view.sys_flag) {
                         let cq = match &cached {
                             Some(q) if q.topic() == view.topic && q.queue_id() == view.queue_id => Arc::clone(q),
@@ -236,6 +276,7 @@ impl Dispatcher {
     pub fn start<B: Backend>(
         log: Arc<CommitLog<B>>,
         queues: Arc<QueueTable<B>>,
+        index: Option<Arc<IndexService<B>>>,
         from: u64,
         from_timestamp: u64,
         warm_up: bool,
@@ -252,7 +293,7 @@ impl Dispatcher {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("mqstore-dispatch".into())
-            .spawn(move || run(&s, &log, &queues, warm_up))?;
+            .spawn(move || run(&s, &log, Targets::all(&queues, index.as_deref()), warm_up))?;
         Ok(Dispatcher {
             shared,
             thread: Mutex::new(Some(thread)),
@@ -278,7 +319,7 @@ impl Dispatcher {
     }
 }
 
-fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, queues: &QueueTable<B>, warm_up: bool) {
+fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, targets: Targets<'_, B>, warm_up: bool) {
     let mut stalled_at = None;
     let mut empty_polls = 0u32;
     loop {
@@ -286,7 +327,7 @@ fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, queues: &QueueTa
         let from = shared.dispatched();
         let limit = log.max_offset();
         if from < limit && stalled_at != Some((from, limit)) {
-            match dispatch_range(log, queues, from, limit, &[], warm_up) {
+            match dispatch_range(log, targets, from, limit, &[], warm_up) {
                 Ok(step) => {
                     let reached = step.offset;
                     if reached < limit {

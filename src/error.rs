@@ -64,6 +64,23 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A message id that is not RocketMQ's store-assigned id (hex of store host, port and
+    /// commit-log offset).
+    #[error("invalid message id {id:?}: {reason}")]
+    InvalidMessageId {
+        /// The id (at most its first 80 characters).
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A query key is empty or contains a space (keys are stored space-separated).
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key (at most its first 80 characters).
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

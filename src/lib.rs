@@ -40,6 +40,7 @@ pub mod dispatch;
 pub mod error;
 mod files;
 pub mod flush;
+pub mod index;
 pub mod message;
 pub mod meta;
 pub mod recovery;
@@ -48,6 +49,7 @@ pub mod replication;
 pub mod segment;
 mod service;
 pub mod store;
+mod unique_key;
 pub mod verify;
 
 pub use config::StoreConfig;
@@ -55,6 +57,7 @@ pub use error::{Error, Result};
 pub use flush::FlushPolicy;
 pub use message::{GetResult, GetStatus, Message, PendingPut, PutResult, PutStatus, StoredMessage, TagFilter};
 pub use store::MessageStore;
+pub use unique_key::{UniqueKey, decode_offset_msg_id};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

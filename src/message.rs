@@ -15,6 +15,7 @@ use crate::flush::{FlushOutcome, Pending};
 use crate::replication::ReplicationOutcome;
 use crate::segment::SegmentRead;
 use crate::segment::buffer::BufferSlice;
+use crate::unique_key::UniqueKey;
 
 /// A message as a producer hands it to [`MessageStore::put`](crate::MessageStore::put).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,13 +105,25 @@ impl Message {
         &self.body
     }
 
-    /// Encodes the properties (TAGS, user properties in order, then KEYS) into `out`, without
-    /// allocating beyond `out`'s growth.
-    pub(crate) fn encode_properties(&self, out: &mut Vec<u8>) -> Result<()> {
+    /// Encodes the properties (TAGS, user properties in order, then KEYS, then `unique` as
+    /// UNIQ_KEY) into `out`, without allocating beyond `out`'s growth.
+    pub(crate) fn encode_properties(&self, out: &mut Vec<u8>, unique: Option<&UniqueKey>) -> Result<()> {
         out.clear();
         let tags = self.tags.as_deref().map(|t| (codec::PROPERTY_TAGS, t));
         let user = self.properties.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        codec::encode_properties_with_keys(tags.into_iter().chain(user), &self.keys, out)
+        codec::encode_properties_with_keys(tags.into_iter().chain(user), &self.keys, out)?;
+        if let Some(key) = unique {
+            out.extend_from_slice(codec::PROPERTY_UNIQ_KEY.as_bytes());
+            out.push(codec::NAME_VALUE_SEPARATOR);
+            out.extend_from_slice(&key.hex());
+            out.push(codec::PROPERTY_SEPARATOR);
+        }
+        Ok(())
+    }
+
+    /// Whether the producer set a `UNIQ_KEY` property.
+    pub(crate) fn has_unique_key(&self) -> bool {
+        self.properties.iter().any(|(k, _)| k == codec::PROPERTY_UNIQ_KEY)
     }
 
     /// Checks everything that does not depend on the store's state.
@@ -206,6 +219,20 @@ pub struct PutResult {
     pub wrote_bytes: u32,
     /// The store timestamp assigned (ms since the epoch); never decreases along the log.
     pub store_timestamp: u64,
+    /// The STOREHOST written in the record (part of the message id).
+    pub store_host: SocketAddr,
+    /// The `UNIQ_KEY` the store gave the message (`None`: the producer set one, or the store
+    /// gives none, see [`StoreConfig::unique_keys`](crate::StoreConfig::unique_keys)). Find the
+    /// message by it with [`query_by_key`](crate::MessageStore::query_by_key).
+    pub unique_key: Option<UniqueKey>,
+}
+
+impl PutResult {
+    /// RocketMQ's store-assigned message id (`offsetMsgId`): hex of the store host and the
+    /// commit-log offset. [`get_by_id`](crate::MessageStore::get_by_id) reads the message back.
+    pub fn msg_id(&self) -> String {
+        codec::offset_msg_id(self.store_host, self.commit_log_offset)
+    }
 }
 
 /// The status a put reports for its flush outcome. A failed flush also stops the store from
@@ -527,6 +554,11 @@ impl StoredMessage {
     /// The body CRC as stored (CRC32 masked with 0x7FFFFFFF).
     pub fn body_crc(&self) -> u32 {
         self.shape.body_crc(self.record())
+    }
+
+    /// The `UNIQ_KEY` property: the producer's unique id, or the one the store gave.
+    pub fn unique_key(&self) -> Option<&str> {
+        self.property(codec::PROPERTY_UNIQ_KEY)
     }
 
     /// RocketMQ's store-assigned message id (hex of store host and commit-log offset).

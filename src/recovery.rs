@@ -29,8 +29,9 @@ use crate::checkpoint::Loaded;
 use crate::codec::Verify;
 use crate::commit_log::{CommitLog, Entry};
 use crate::consume_queue::QueueTable;
-use crate::dispatch::dispatch_range;
+use crate::dispatch::{Targets, dispatch_range};
 use crate::error::{IoContext, Result};
+use crate::index::{IndexRecovery, IndexService, key_hash, tag_hash};
 use crate::segment::{Backend, Segment, SegmentRef, Storage};
 
 /// RocketMQ 4.x's normal recovery checks the last three segments.
@@ -75,6 +76,10 @@ pub struct RecoveryReport {
     pub truncated_segments: Vec<PathBuf>,
     /// Where re-dispatch into the consume queues started.
     pub dispatched_from: u64,
+    /// What index recovery found and did (`None`: the store keeps no index).
+    pub index: Option<IndexRecovery>,
+    /// Where re-dispatch into the index started, if the index was behind the queues.
+    pub indexed_from: Option<u64>,
 }
 
 fn first_bytes_zero<S: Storage>(segment: &Segment<S>, pos: u64, len: u64) -> bool {
@@ -135,9 +140,11 @@ fn start_point<B: Backend>(
 }
 
 /// Runs recovery. `clean`: the abort marker was absent. `verify`: what to check per record.
+#[allow(clippy::too_many_arguments)]
 pub fn recover<B: Backend>(
     log: &CommitLog<B>,
     queues: &QueueTable<B>,
+    index: Option<&IndexService<B>>,
     clean: bool,
     checkpoint: &Loaded,
     verify: Verify,
@@ -302,7 +309,69 @@ pub fn recover<B: Backend>(
         }
     }
     report.dispatched_from = dispatch_from;
+    let mut from = dispatch_from;
+    if let Some(index) = index {
+        let found = recover_index(log, index, checkpoint, clean, rocketmq_store, verify, end)?;
+        let indexed_from = found.covered.max(log.min_offset());
+        if indexed_from < from {
+            tracing::info!(from = indexed_from, to = from, "indexing records the index is missing");
+            report.indexed_from = Some(indexed_from);
+            from = indexed_from;
+        }
+        report.index = Some(found);
+    }
     let skip: Vec<(u64, u64)> = report.damaged.iter().map(|d| (d.start, d.end)).collect();
-    dispatch_range(log, queues, dispatch_from, end, &skip, warm_up)?;
+    let targets = Targets {
+        queues,
+        queues_from: dispatch_from,
+        index,
+    };
+    dispatch_range(log, targets, from, end, &skip, warm_up)?;
     Ok(report)
+}
+
+/// Index recovery: entries past the checkpoint's mark are checked against the (recovered) log,
+/// and nothing past the log's end survives.
+fn recover_index<B: Backend>(
+    log: &CommitLog<B>,
+    index: &IndexService<B>,
+    checkpoint: &Loaded,
+    clean: bool,
+    rocketmq_store: bool,
+    verify: Verify,
+    end: u64,
+) -> Result<IndexRecovery> {
+    let (mark, trust_headers) = match checkpoint {
+        Loaded::Exact(cp) => (cp.index, false),
+        // A store RocketMQ shut down cleanly: its index files are whole.
+        Loaded::Timestamps(_) => (Default::default(), clean && rocketmq_store),
+        Loaded::Missing => (Default::default(), false),
+    };
+    let record = |offset: u64, hashes: &mut Vec<i32>| -> Option<i64> {
+        hashes.clear();
+        if offset >= end {
+            return None;
+        }
+        let segment = log.segment_at(offset)?;
+        let bytes = segment.read_from(offset - segment.start());
+        match CommitLog::<B>::entry_in(bytes.as_deref(), segment.end(), verify) {
+            Ok(Entry::Record(view)) if view.physical_offset == offset => {
+                hashes.extend(crate::index::indexed_keys(view.properties).map(|k| key_hash(view.topic, k)));
+                if let Some(tags) = view.tags() {
+                    hashes.push(tag_hash(view.topic, tags));
+                }
+                Some(view.store_timestamp)
+            }
+            _ => None,
+        }
+    };
+    let mut found = index.recover(mark, trust_headers, record)?;
+    if found.covered > end {
+        index.truncate_from(end)?;
+        found.covered = index.covered();
+    }
+    if !found.files_removed.is_empty() || found.entries_cut > 0 {
+        tracing::warn!(?found, "index repaired");
+    }
+    Ok(found)
 }

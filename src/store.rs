@@ -20,6 +20,8 @@ use crate::dispatch::{DispatchShared, Dispatcher};
 use crate::error::{Error, IoContext, Result};
 use crate::files::{open_or_create, sync_dir};
 use crate::flush::{FlushTarget, Flusher, Pending};
+use crate::index::file::Layout;
+use crate::index::{INDEX_DIR, IndexMark, IndexService};
 use crate::message::MessageSource;
 use crate::message::{
     GetResult, GetStatus, Message, PendingPut, PutResult, PutStatus, StoredMessage, TagFilter, combined_status,
@@ -31,7 +33,10 @@ use crate::segment::SizeRule;
 use crate::segment::buffer::BufferPool;
 use crate::segment::{Backend, Bytes, MmapBackend, Pinned, SegmentRead, SegmentRef};
 use crate::service::Periodic;
+use crate::unique_key::UniqueKey;
+use crate::unique_key::UniqueKeys;
 
+mod query;
 mod replica;
 
 /// Name of the commit-log directory.
@@ -96,6 +101,10 @@ pub struct MessageStore<B: Backend = MmapBackend> {
     recovery: RecoveryReport,
     /// Replication, when the store takes part in it.
     replication: Option<replica::Replication>,
+    /// The index by key, unless disabled.
+    index: Option<Arc<IndexService<B>>>,
+    /// Where messages without a `UNIQ_KEY` get one, unless disabled.
+    unique_keys: Option<UniqueKeys>,
 }
 
 impl MessageStore<MmapBackend> {
@@ -206,6 +215,20 @@ impl<B: Backend> MessageStore<B> {
             rocketmq_written,
         )?);
 
+        let index = if config.message_index {
+            let layout = Layout {
+                slots: config.index_slots,
+                entries: config.index_entries,
+            };
+            Some(Arc::new(IndexService::open(
+                Arc::clone(&backend),
+                dir.join(INDEX_DIR),
+                layout,
+            )?))
+        } else {
+            None
+        };
+
         let abort = dir.join(ABORT_FILE);
         let clean = !abort.exists();
         let lost_found = dir.join(LOST_FOUND_DIR).join(now_millis().to_string());
@@ -213,6 +236,7 @@ impl<B: Backend> MessageStore<B> {
         let recovery = recover(
             &log,
             &queues,
+            index.as_deref(),
             clean,
             &loaded,
             verify,
@@ -225,6 +249,10 @@ impl<B: Backend> MessageStore<B> {
         // Make the recovered state durable and record it, so the next recovery starts here.
         log.flush(0).at(&log_dir)?;
         queues.flush_all(0)?;
+        let index_mark = match &index {
+            Some(index) => index.flush()?,
+            None => IndexMark::default(),
+        };
         let end = log.max_offset();
         let stamp = log.flushed_timestamp() as i64;
         checkpoint.write(Checkpoint {
@@ -232,6 +260,7 @@ impl<B: Backend> MessageStore<B> {
             logics_msg_timestamp: stamp,
             log_flushed: end,
             dispatched: end,
+            index: index_mark,
             ..Default::default()
         })?;
         let checkpoint = Arc::new(checkpoint);
@@ -245,6 +274,7 @@ impl<B: Backend> MessageStore<B> {
         let dispatcher = Dispatcher::start(
             Arc::clone(&log),
             Arc::clone(&queues),
+            index.clone(),
             end,
             stamp as u64,
             config.warm_up_segments,
@@ -253,11 +283,12 @@ impl<B: Backend> MessageStore<B> {
         let checkpointer = {
             let (log, queues, checkpoint) = (Arc::clone(&log), Arc::clone(&queues), Arc::clone(&checkpoint));
             let shared = Arc::clone(dispatcher.shared());
+            let index = index.clone();
             Periodic::spawn(
                 "mqstore-checkpoint",
                 Duration::from_millis(config.checkpoint_interval_ms),
                 move || {
-                    if let Err(e) = write_checkpoint(&log, &queues, &shared, &checkpoint) {
+                    if let Err(e) = write_checkpoint(&log, &queues, index.as_deref(), &shared, &checkpoint) {
                         tracing::error!(error = %e, "checkpoint failed");
                     }
                 },
@@ -270,6 +301,7 @@ impl<B: Backend> MessageStore<B> {
             let access = Arc::new(replica::StoreLog {
                 log: Arc::clone(&log),
                 queues: Arc::clone(&queues),
+                index: index.clone(),
                 dispatch: Arc::clone(dispatcher.shared()),
                 flusher: Arc::clone(&flusher),
                 checkpoint: Arc::clone(&checkpoint),
@@ -293,6 +325,7 @@ impl<B: Backend> MessageStore<B> {
             None
         };
 
+        let config_unique_keys = config.unique_keys.then(|| UniqueKeys::new(config.store_host));
         Ok(MessageStore {
             config,
             dir,
@@ -308,6 +341,8 @@ impl<B: Backend> MessageStore<B> {
             writeable,
             recovery,
             replication,
+            index,
+            unique_keys: config_unique_keys,
         })
     }
 
@@ -331,11 +366,16 @@ impl<B: Backend> MessageStore<B> {
         Ok(())
     }
 
-    fn encode(&self, msg: &Message, buf: Vec<u8>, now: u64) -> Result<EncodedRecord> {
+    /// Encodes a message's record; also gives the `UNIQ_KEY` the store assigned it, if any.
+    fn encode(&self, msg: &Message, buf: Vec<u8>, now: u64) -> Result<(EncodedRecord, Option<UniqueKey>)> {
         msg.validate(self.config.max_queues_per_topic, self.config.max_message_size)?;
+        let unique = match &self.unique_keys {
+            Some(keys) if !msg.has_unique_key() => Some(keys.next()),
+            _ => None,
+        };
         PROPS.with(|props| {
             let mut props = props.borrow_mut();
-            msg.encode_properties(&mut props)?;
+            msg.encode_properties(&mut props, unique.as_ref())?;
             let spec = RecordSpec {
                 topic: &msg.topic,
                 queue_id: msg.queue_id,
@@ -349,7 +389,7 @@ impl<B: Backend> MessageStore<B> {
                 body: &msg.body,
                 properties: &props,
             };
-            EncodedRecord::encode_into(&spec, buf)
+            EncodedRecord::encode_into(&spec, buf).map(|r| (r, unique))
         })
     }
 
@@ -398,7 +438,7 @@ impl<B: Backend> MessageStore<B> {
     fn append_one(&self, msg: &Message) -> Result<(PutResult, u64)> {
         self.check_writeable()?;
         let now = now_millis();
-        let record = self.encode(msg, RECORD.take(), now)?;
+        let (record, unique_key) = self.encode(msg, RECORD.take(), now)?;
         let queue = self.queues.get_or_create(&msg.topic, msg.queue_id)?;
         let mut batch = [Appending::new(record, queue.assign_counter())];
         let end = self.log.append(&mut batch, now)?;
@@ -409,6 +449,8 @@ impl<B: Backend> MessageStore<B> {
             queue_offset: a.queue_offset,
             wrote_bytes: a.record.len() as u32,
             store_timestamp: a.store_timestamp,
+            store_host: self.config.store_host,
+            unique_key,
         };
         let buf = a.record.into_vec();
         if buf.capacity() <= REUSE_RECORD_BUFFER_UP_TO {
@@ -427,9 +469,12 @@ impl<B: Backend> MessageStore<B> {
         }
         let now = now_millis();
         let mut records = Vec::with_capacity(msgs.len());
+        let mut unique_keys = Vec::with_capacity(msgs.len());
         let mut queues: Vec<Arc<ConsumeQueue<B>>> = Vec::with_capacity(msgs.len());
         for msg in &msgs {
-            records.push(self.encode(msg, Vec::new(), now)?);
+            let (record, unique) = self.encode(msg, Vec::new(), now)?;
+            records.push(record);
+            unique_keys.push(unique);
             queues.push(self.queues.get_or_create(&msg.topic, msg.queue_id)?);
         }
         let mut batch: Vec<Appending<'_>> = records
@@ -441,12 +486,15 @@ impl<B: Backend> MessageStore<B> {
         let status = self.status_after(end);
         Ok(batch
             .iter()
-            .map(|a| PutResult {
+            .zip(unique_keys)
+            .map(|(a, unique_key)| PutResult {
                 status,
                 commit_log_offset: a.commit_log_offset,
                 queue_offset: a.queue_offset,
                 wrote_bytes: a.record.len() as u32,
                 store_timestamp: a.store_timestamp,
+                store_host: self.config.store_host,
+                unique_key,
             })
             .collect())
     }
@@ -808,9 +856,15 @@ impl<B: Backend> MessageStore<B> {
         self.checkpointer.stop();
         self.dispatcher.stop();
         self.flusher.stop();
-        let flushed = self
-            .flush()
-            .and_then(|()| write_checkpoint(&self.log, &self.queues, self.dispatcher.shared(), &self.checkpoint));
+        let flushed = self.flush().and_then(|()| {
+            write_checkpoint(
+                &self.log,
+                &self.queues,
+                self.index.as_deref(),
+                self.dispatcher.shared(),
+                &self.checkpoint,
+            )
+        });
         if caught_up && flushed.is_ok() && self.writeable.load(Ordering::Acquire) && !self.log.flush_failed() {
             let abort = self.dir.join(ABORT_FILE);
             fs::remove_file(&abort).at(&abort)?;
@@ -869,6 +923,7 @@ impl<B: Backend> Drop for MessageStore<B> {
 fn write_checkpoint<B: Backend>(
     log: &CommitLog<B>,
     queues: &QueueTable<B>,
+    index: Option<&IndexService<B>>,
     dispatch: &DispatchShared,
     checkpoint: &CheckpointFile,
 ) -> Result<()> {
@@ -877,7 +932,11 @@ fn write_checkpoint<B: Backend>(
     queues.flush_all(0)?;
     let last = checkpoint.last();
     let log_flushed = log.flushed_offset();
-    if last.dispatched == dispatched && last.log_flushed == log_flushed && last.seq > 0 {
+    let index_mark = match index {
+        Some(index) if index.mark() != last.index => index.flush()?,
+        _ => last.index,
+    };
+    if last.dispatched == dispatched && last.log_flushed == log_flushed && last.index == index_mark && last.seq > 0 {
         return Ok(());
     }
     checkpoint.write(Checkpoint {
@@ -885,6 +944,7 @@ fn write_checkpoint<B: Backend>(
         logics_msg_timestamp: dispatched_ts as i64,
         log_flushed,
         dispatched,
+        index: index_mark,
         ..Default::default()
     })?;
     Ok(())

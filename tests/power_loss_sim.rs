@@ -57,6 +57,43 @@ fn config(dir: &std::path::Path, sync: bool) -> StoreConfig {
         .commit_log_segment_size(8 * 1024)
         .consume_queue_units_per_segment(16)
         .checkpoint_interval(Duration::from_secs(3600))
+        // Small index files: collisions in every bucket, and a roll-over every few dozen puts.
+        .index_size(7, 40)
+}
+
+/// Each message's own key (derived from its body, which is unique) and its queue's.
+fn message(queue: u32, body: Vec<u8>) -> Message {
+    let own = own_key(&body);
+    Message::new("sim", queue, body).with_keys([own, format!("q{queue}")])
+}
+
+fn own_key(body: &[u8]) -> String {
+    format!("b{:016x}", common::fnv1a64(body))
+}
+
+/// The index agrees with the queues: every message is found by its own key (once, at its
+/// offset), and a queue's key finds its newest messages, newest first.
+fn check_index(store: &MessageStore<SimBackend>, model: &Model) -> Result<(), TestCaseError> {
+    for (queue, (bodies, _)) in &model.queues {
+        let live: Vec<(u64, &Vec<u8>)> = bodies
+            .iter()
+            .enumerate()
+            .filter_map(|(q, b)| b.as_ref().map(|b| (q as u64, b)))
+            .collect();
+        for (q, body) in &live {
+            let found = store.query_by_key("sim", &own_key(body), 8).expect("query by own key");
+            prop_assert_eq!(found.len(), 1, "queue {} offset {}: found {:?}", queue, q, found);
+            prop_assert_eq!(found[0].queue_offset(), *q);
+            prop_assert_eq!(found[0].body(), body.as_slice());
+        }
+        let newest = store
+            .query_by_key("sim", &format!("q{queue}"), 64)
+            .expect("query by queue key");
+        let want: Vec<u64> = live.iter().rev().take(64).map(|(q, _)| *q).collect();
+        let got: Vec<u64> = newest.iter().map(|m| m.queue_offset()).collect();
+        prop_assert_eq!(got, want, "queue {}: newest by queue key", queue);
+    }
+    Ok(())
 }
 
 fn open(dir: &std::path::Path, sync: bool, backend: SimBackend) -> MessageStore<SimBackend> {
@@ -150,7 +187,7 @@ fn run(sync: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Put { queue, len } => {
                 counter += 1;
                 let body = common::body(counter, len);
-                let r = store.put(Message::new("sim", queue, body.clone())).unwrap();
+                let r = store.put(message(queue, body.clone())).unwrap();
                 prop_assert_eq!(r.status, PutStatus::Ok);
                 let (bodies, durable) = model.queues.entry(queue).or_default();
                 prop_assert_eq!(r.queue_offset, bodies.len() as u64);
@@ -167,7 +204,7 @@ fn run(sync: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     })
                     .collect();
                 let rs = store
-                    .put_batch(batch.iter().map(|b| Message::new("sim", queue, b.clone())).collect())
+                    .put_batch(batch.iter().map(|b| message(queue, b.clone())).collect())
                     .unwrap();
                 prop_assert!(rs.iter().all(|r| r.status == PutStatus::Ok));
                 let (bodies, durable) = model.queues.entry(queue).or_default();
@@ -192,6 +229,7 @@ fn run(sync: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 store = open(dir.path(), sync, disk.backend());
                 prop_assert!(!store.recovery_report().clean_shutdown);
                 check_after_crash(&store, &mut model)?;
+                check_index(&store, &model)?;
             }
             Op::Reopen => {
                 store.close().unwrap();
@@ -199,6 +237,7 @@ fn run(sync: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 store = open(dir.path(), sync, disk.backend());
                 prop_assert!(store.recovery_report().clean_shutdown);
                 expect_exact(&store, &model)?;
+                check_index(&store, &model)?;
             }
         }
     }
@@ -208,6 +247,7 @@ fn run(sync: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     disk.power_loss(counter);
     let store = open(dir.path(), sync, disk.backend());
     check_after_crash(&store, &mut model)?;
+    check_index(&store, &model)?;
     // And the store goes on: new puts continue each queue densely.
     for (queue, (bodies, _)) in &model.queues {
         let r = store.put(Message::new("sim", *queue, b"after".to_vec())).unwrap();

@@ -98,6 +98,7 @@ fn slave(dir: &Path, master: SocketAddr, disk: &SimDisk) -> MessageStore<SimBack
         .flush_policy(FlushPolicy::custom(SlowSync::default()))
         .commit_log_segment_size(SEGMENT)
         .consume_queue_units_per_segment(32)
+        .index_size(64, 256)
         .checkpoint_interval(Duration::from_secs(3600))
         .role(Role::Slave { master })
         .replication(repl());

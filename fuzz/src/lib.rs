@@ -499,9 +499,13 @@ pub const BASE_STORE_TIMESTAMP: u64 = 1_700_000_000_000;
 
 /// The configuration every fuzzed store is opened with.
 pub fn store_config(dir: &Path) -> StoreConfig {
+    // Index file names and unique keys come from the clock and the process: the base store
+    // would differ between runs, and a crashing input would not replay.
     StoreConfig::new(dir)
         .commit_log_segment_size(SEGMENT_SIZE)
         .consume_queue_units_per_segment(CQ_UNITS)
+        .message_index(false)
+        .unique_keys(false)
 }
 
 /// A message of the base store.

@@ -14,6 +14,7 @@ pub mod buffer;
 mod file;
 mod mmap;
 mod queue;
+mod region;
 pub mod sim;
 
 use std::io;
@@ -22,6 +23,7 @@ use std::path::Path;
 pub use file::{Bytes, Pinned, Segment, SegmentRead, SegmentWriter};
 pub use mmap::{MmapBackend, MmapStorage, ReadOnlyMap};
 pub use queue::{SegmentQueue, SegmentRef, SizeRule};
+pub use region::{Region, RegionRead, RegionWrite};
 
 /// The bytes of one segment file: a fixed-size region that can be written, read and flushed.
 ///

@@ -17,6 +17,7 @@ use crate::consume_queue::QueueTable;
 use crate::dispatch::DispatchShared;
 use crate::error::{Error, Result};
 use crate::flush::{Completion, FlushOutcome, FlushTarget, Flusher, Pending};
+use crate::index::IndexService;
 use crate::message::MessageSource;
 use crate::replication::epoch::{EpochEntry, EpochHistory};
 use crate::replication::{
@@ -40,6 +41,7 @@ pub(crate) struct Replication {
 pub(crate) struct StoreLog<B: Backend> {
     pub(crate) log: Arc<CommitLog<B>>,
     pub(crate) queues: Arc<QueueTable<B>>,
+    pub(crate) index: Option<Arc<IndexService<B>>>,
     pub(crate) dispatch: Arc<DispatchShared>,
     pub(crate) flusher: Arc<dyn Flusher>,
     pub(crate) checkpoint: Arc<CheckpointFile>,
@@ -97,9 +99,18 @@ impl<B: Backend> LogAccess for StoreLog<B> {
         for q in self.queues.all() {
             q.truncate_to_log(offset)?;
         }
+        if let Some(index) = &self.index {
+            index.truncate_from(offset)?;
+        }
         self.dispatch.rewind(offset);
         // The next recovery must not take the cut records' durability for granted.
-        write_checkpoint(&self.log, &self.queues, &self.dispatch, &self.checkpoint)?;
+        write_checkpoint(
+            &self.log,
+            &self.queues,
+            self.index.as_deref(),
+            &self.dispatch,
+            &self.checkpoint,
+        )?;
         tracing::warn!(offset, moved = ?moved, "slave log truncated");
         Ok(())
     }

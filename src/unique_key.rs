@@ -1,0 +1,180 @@
+//! Message ids: the client-style unique id a message gets in `UNIQ_KEY` when the producer set
+//! none, and RocketMQ's store-assigned id (`offsetMsgId`), which names the store host and the
+//! commit-log offset.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// A 16-byte unique id, shown as 32 uppercase hex digits (the shape of RocketMQ's client ids):
+/// the store host's IPv4 address (or the last 4 bytes of its IPv6 one), the process id, 4 bytes
+/// drawn when the store opened, and a 6-byte counter.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UniqueKey([u8; 16]);
+
+impl UniqueKey {
+    /// The 32 hex digits, without allocating.
+    pub fn hex(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[(b >> 4) as usize];
+            out[2 * i + 1] = HEX[(b & 15) as usize];
+        }
+        out
+    }
+
+    /// The raw bytes.
+    pub fn bytes(&self) -> [u8; 16] {
+        self.0
+    }
+}
+
+impl fmt::Display for UniqueKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hex = self.hex();
+        // The digits are ASCII.
+        f.write_str(std::str::from_utf8(&hex).unwrap_or_default())
+    }
+}
+
+impl fmt::Debug for UniqueKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UniqueKey({self})")
+    }
+}
+
+/// Hands out unique keys for one open store.
+pub(crate) struct UniqueKeys {
+    prefix: [u8; 10],
+    counter: AtomicU64,
+}
+
+impl UniqueKeys {
+    pub(crate) fn new(host: SocketAddr) -> Self {
+        let ip = match host.ip() {
+            IpAddr::V4(v4) => v4.octets(),
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                [o[12], o[13], o[14], o[15]]
+            }
+        };
+        let pid = std::process::id() as u16;
+        // Distinguishes two opens of the same store by the same process id (a restart that
+        // reused it): the open's time, mixed.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let salt = (nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32;
+        let mut prefix = [0u8; 10];
+        prefix[..4].copy_from_slice(&ip);
+        prefix[4..6].copy_from_slice(&pid.to_be_bytes());
+        prefix[6..10].copy_from_slice(&salt.to_be_bytes());
+        UniqueKeys {
+            prefix,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn next(&self) -> UniqueKey {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut b = [0u8; 16];
+        b[..10].copy_from_slice(&self.prefix);
+        b[10..].copy_from_slice(&n.to_be_bytes()[2..]);
+        UniqueKey(b)
+    }
+}
+
+/// Decodes RocketMQ's store-assigned message id: uppercase (or lowercase) hex of the store
+/// host's address (4 or 16 bytes), its port (4 bytes) and the commit-log offset (8 bytes).
+pub fn decode_offset_msg_id(id: &str) -> Result<(SocketAddr, u64)> {
+    let bad = |reason: &'static str| Error::InvalidMessageId {
+        id: id.chars().take(80).collect(),
+        reason,
+    };
+    let b = id.as_bytes();
+    if b.len() != 32 && b.len() != 56 {
+        return Err(bad("expected 32 hex digits (IPv4 store host) or 56 (IPv6)"));
+    }
+    let mut bytes = [0u8; 28];
+    let n = b.len() / 2;
+    for i in 0..n {
+        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        let (Some(hi), Some(lo)) = (digit(b[2 * i]), digit(b[2 * i + 1])) else {
+            return Err(bad("not a hex digit"));
+        };
+        bytes[i] = hi << 4 | lo;
+    }
+    let ip_len = n - 12;
+    let port = u32::from_be_bytes([bytes[ip_len], bytes[ip_len + 1], bytes[ip_len + 2], bytes[ip_len + 3]]);
+    let port = u16::try_from(port).map_err(|_| bad("port out of range"))?;
+    let mut off = [0u8; 8];
+    off.copy_from_slice(&bytes[ip_len + 4..ip_len + 12]);
+    let offset = i64::from_be_bytes(off);
+    if offset < 0 {
+        return Err(bad("negative commit-log offset"));
+    }
+    let addr = if ip_len == 4 {
+        SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]),
+            port,
+        ))
+    } else {
+        let mut o = [0u8; 16];
+        o.copy_from_slice(&bytes[..16]);
+        SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(o), port, 0, 0))
+    };
+    Ok((addr, offset as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::offset_msg_id;
+
+    #[test]
+    fn offset_ids_round_trip() {
+        let v4: SocketAddr = "127.0.0.1:10911".parse().unwrap();
+        let id = offset_msg_id(v4, 0x15B);
+        assert_eq!(id, "7F00000100002A9F000000000000015B");
+        assert_eq!(decode_offset_msg_id(&id).unwrap(), (v4, 0x15B));
+        assert_eq!(decode_offset_msg_id(&id.to_lowercase()).unwrap(), (v4, 0x15B));
+        let v6: SocketAddr = "[2001:db8::7]:65535".parse().unwrap();
+        let id6 = offset_msg_id(v6, u32::MAX as u64 * 3);
+        assert_eq!(id6.len(), 56);
+        assert_eq!(decode_offset_msg_id(&id6).unwrap(), (v6, u32::MAX as u64 * 3));
+    }
+
+    #[test]
+    fn bad_ids_are_typed_errors() {
+        for bad in [
+            "",
+            "7F00000100002A9F000000000000015",
+            "7F00000100002A9F000000000000015BX",
+            "7F00000100002A9F00000000000001ZZ",
+            "7F000001FFFFFFFF000000000000015B",
+            "7F00000100002A9F800000000000015B",
+            "ééééééééééééééééé",
+        ] {
+            assert!(
+                matches!(decode_offset_msg_id(bad), Err(Error::InvalidMessageId { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unique_keys_differ_and_show_as_hex() {
+        let keys = UniqueKeys::new("10.1.2.3:1".parse().unwrap());
+        let (a, b) = (keys.next(), keys.next());
+        assert_ne!(a, b);
+        let s = a.to_string();
+        assert_eq!(s.len(), 32);
+        assert!(s.starts_with("0A010203"));
+        assert!(s.bytes().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)));
+        assert_eq!(s.as_bytes(), &a.hex());
+    }
+}
