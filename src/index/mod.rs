@@ -132,6 +132,8 @@ pub struct IndexService<B: Backend> {
     scratch: Mutex<Vec<i32>>,
     /// Whether a file could not be created (logged once; records are then not indexed).
     failing: AtomicBool,
+    /// Names of files removed at open (unknown shape): recovery rebuilds from there.
+    removed_at_open: Vec<u64>,
 }
 
 impl<B: Backend> IndexService<B> {
@@ -140,6 +142,7 @@ impl<B: Backend> IndexService<B> {
     /// and recovery rebuilds what they held.
     pub fn open(backend: Arc<B>, dir: PathBuf, layout: Layout) -> Result<Self> {
         let mut files = Vec::new();
+        let mut removed_at_open = Vec::new();
         let mut listed = backend.list(&dir).at(&dir)?;
         listed.sort();
         for (name, len) in listed {
@@ -153,6 +156,7 @@ impl<B: Backend> IndexService<B> {
             let Some(file_layout) = Layout::infer(len, layout) else {
                 tracing::warn!(path = %path.display(), len, "index file of an unknown shape removed; it is rebuilt");
                 backend.remove(&path).at(&path)?;
+                removed_at_open.push(n);
                 continue;
             };
             let storage = backend.open(&path).at(&path)?;
@@ -166,6 +170,7 @@ impl<B: Backend> IndexService<B> {
             covered: AtomicU64::new(0),
             scratch: Mutex::new(Vec::new()),
             failing: AtomicBool::new(false),
+            removed_at_open,
         })
     }
 
@@ -400,7 +405,13 @@ impl<B: Backend> IndexService<B> {
         // (file index, entries kept, whether the file needs a cut)
         let mut kept: Vec<(usize, i32, bool)> = Vec::new();
         let mut damaged = false;
+        // A file removed at open leaves a hole in the index: keep only the files before it.
+        let hole = self.removed_at_open.iter().min().copied();
         for (i, f) in files.iter().enumerate() {
+            if hole.is_some_and(|h| f.name() > h) {
+                damaged = true;
+                break;
+            }
             let cap = f.layout().entries as i32;
             let header = f.header();
             let trusted = if trust_headers || f.name() < mark.file {
@@ -469,7 +480,6 @@ impl<B: Backend> IndexService<B> {
                         while *n > 1 && f.entry((*n - 1) as u32).is_some_and(|e| e.phy_offset == phy) {
                             *n -= 1;
                             *needs_cut = true;
-                            report.entries_cut += 1;
                         }
                         covered = phy.max(0) as u64;
                     }
@@ -522,9 +532,14 @@ impl<B: Backend> IndexService<B> {
                 report.files_removed.push(path);
             }
         }
-        if files.is_empty() {
-            // No file: nothing was indexed yet, or the files were deleted (rebuild them all).
-            covered = if mark.file == 0 { mark.covered } else { 0 };
+        if kept.is_empty() {
+            // No file kept: nothing was indexed yet, or the files were deleted or unusable
+            // (rebuild them all).
+            covered = if mark.file == 0 && self.removed_at_open.is_empty() {
+                mark.covered
+            } else {
+                0
+            };
         }
         report.covered = covered;
         self.covered.store(covered, Ordering::Release);
