@@ -101,6 +101,8 @@ fn config(dir: &Path, policy: Policy) -> StoreConfig {
         .commit_log_segment_size(SEGMENT)
         .consume_queue_units_per_segment(CQ_UNITS)
         .flush_policy(policy.flush())
+        // Small index files, so that kills land around roll-overs too.
+        .index_size(97, 1000)
 }
 
 /// The body of the message with key `key`: its length (0..MAX_BODY) and bytes follow from the
@@ -117,6 +119,7 @@ fn message_for(topic: usize, queue: u32, key: u64) -> Message {
     Message::new(TOPICS[topic], queue, body_for(key))
         .with_tags(format!("tag{}", key % 3))
         .with_property("k", key.to_string())
+        .with_keys([format!("k{key}")])
 }
 
 /// One acknowledged put.
@@ -406,7 +409,18 @@ fn verify(store: &MessageStore, exp: &Expected) -> Result<Verified, String> {
                     && m.queue_id() == a.queue
                     && m.queue_offset() == a.queue_offset
                     && m.size() == a.wrote_bytes
-                    && fnv1a64(m.body()) == a.body_hash => {}
+                    && fnv1a64(m.body()) == a.body_hash =>
+            {
+                // And by its key, through the index: exactly this record.
+                let key = format!("k{}", m.property("k").unwrap_or_default());
+                let found = store
+                    .query_by_key(TOPICS[a.topic], &key, 4)
+                    .map_err(|e| format!("query_by_key({key}) of acknowledged {a:?}: {e}"))?;
+                let offsets: Vec<u64> = found.iter().map(|m| m.commit_log_offset()).collect();
+                if offsets != [a.commit_log_offset] {
+                    return Err(format!("query_by_key({key}) of acknowledged {a:?} found {offsets:?}"));
+                }
+            }
             other => {
                 return Err(format!(
                     "read_at({}) of acknowledged {a:?} returned {other:?}",
