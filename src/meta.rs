@@ -25,6 +25,9 @@ pub struct Meta {
     /// Whether every record must carry the whole-record CRC property (false for a store that
     /// RocketMQ started, whose old records have only the body CRC).
     pub record_crc_required: bool,
+    /// Hash slots and entries of the store's index files (absent in stores written before the
+    /// index: the configured shape then applies).
+    pub index_layout: Option<(u32, u32)>,
 }
 
 impl Meta {
@@ -40,6 +43,8 @@ impl Meta {
         let mut cl = None;
         let mut cq = None;
         let mut crc = None;
+        let mut slots = None;
+        let mut entries = None;
         for line in text.lines() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -61,6 +66,8 @@ impl Meta {
                         _ => return Err(bad()),
                     })
                 }
+                "index_slots" => slots = Some(v.parse::<u32>().map_err(|_| bad())?),
+                "index_entries" => entries = Some(v.parse::<u32>().map_err(|_| bad())?),
                 _ => {} // unknown keys: written by a later minor version, ignored
             }
         }
@@ -70,6 +77,11 @@ impl Meta {
             commit_log_segment_size: cl.ok_or_else(|| missing("commit_log_segment_size"))?,
             consume_queue_segment_size: cq.ok_or_else(|| missing("consume_queue_segment_size"))?,
             record_crc_required: crc.ok_or_else(|| missing("record_crc"))?,
+            index_layout: match (slots, entries) {
+                (Some(s), Some(e)) if s > 0 && e >= 2 && e < i32::MAX as u32 => Some((s, e)),
+                (None, None) => None,
+                _ => return Err(Error::layout(&path, "index_slots and index_entries are invalid")),
+            },
         };
         if meta.version > FORMAT_VERSION {
             return Err(Error::layout(
@@ -104,6 +116,10 @@ impl Meta {
                 "optional"
             }
         );
+        let text = match self.index_layout {
+            Some((slots, entries)) => format!("{text}index_slots = {slots}\nindex_entries = {entries}\n"),
+            None => text,
+        };
         let mut f = fs::File::create(&tmp).at(&tmp)?;
         f.write_all(text.as_bytes()).at(&tmp)?;
         f.sync_all().at(&tmp)?;

@@ -155,6 +155,7 @@ impl<B: Backend> MessageStore<B> {
                         commit_log_segment_size: log_size,
                         consume_queue_segment_size: config.consume_queue_units * UNIT_SIZE,
                         record_crc_required: false,
+                        index_layout: None,
                     }
                 } else {
                     Meta {
@@ -162,6 +163,7 @@ impl<B: Backend> MessageStore<B> {
                         commit_log_segment_size: config.commit_log_segment_size,
                         consume_queue_segment_size: config.consume_queue_units * UNIT_SIZE,
                         record_crc_required: true,
+                        index_layout: Some((config.index_slots, config.index_entries)),
                     }
                 };
                 if !rocketmq_written {
@@ -216,10 +218,9 @@ impl<B: Backend> MessageStore<B> {
         )?);
 
         let index = if config.message_index {
-            let layout = Layout {
-                slots: config.index_slots,
-                entries: config.index_entries,
-            };
+            // The store keeps the shape it was created with, as it keeps its segment sizes.
+            let (slots, entries) = meta.index_layout.unwrap_or((config.index_slots, config.index_entries));
+            let layout = Layout { slots, entries };
             Some(Arc::new(IndexService::open(
                 Arc::clone(&backend),
                 dir.join(INDEX_DIR),

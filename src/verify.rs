@@ -40,6 +40,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+mod index;
+
 use crate::checkpoint::{CHECKPOINT_FILE, CHECKPOINT_SIZE, Checkpoint, Loaded};
 use crate::codec::{self, Frame, RecordView, Verify};
 use crate::config::DEFAULT_CONSUME_QUEUE_UNITS;
@@ -100,6 +102,10 @@ pub struct VerifyReport {
     pub queues: usize,
     /// Written (not blank) consume-queue units.
     pub units: u64,
+    /// Index files.
+    pub index_files: usize,
+    /// Entries in them.
+    pub index_entries: u64,
     /// Damage: each makes the store inconsistent.
     pub damage: Vec<Finding>,
     /// Facts that are not damage (what recovery will repair, files it will ignore).
@@ -221,6 +227,24 @@ pub fn verify_store_with(dir: &Path, options: &VerifyOptions) -> Result<VerifyRe
         units += walk_queue(info, state, &log, &ctx, &scan, &mut f)?;
     }
 
+    // Entries of records the log scan found damaged are that damage, not the index's.
+    let damaged_records: Vec<u64> = f
+        .damage
+        .iter()
+        .filter(|d| d.file.starts_with(COMMIT_LOG_DIR))
+        .map(|d| d.offset)
+        .collect();
+    let indexed = index::check_index(
+        dir,
+        &log,
+        scan.log_end,
+        &checkpoint,
+        (clean, !meta_present),
+        meta.as_ref().and_then(|m| m.index_layout),
+        &damaged_records,
+        &mut f,
+    )?;
+
     Ok(VerifyReport {
         consistent: f.damage.is_empty(),
         clean_shutdown: clean,
@@ -232,6 +256,8 @@ pub fn verify_store_with(dir: &Path, options: &VerifyOptions) -> Result<VerifyRe
         log_end: scan.log_end,
         queues: queues.list.len(),
         units,
+        index_files: indexed.files,
+        index_entries: indexed.entries,
         damage: f.damage,
         notes: f.notes,
     })
@@ -1502,8 +1528,16 @@ impl VerifyReport {
         json_str(&mut out, self.written_by);
         let _ = write!(
             out,
-            ",\"segments\":{},\"records\":{},\"bytes\":{},\"log_start\":{},\"log_end\":{},\"queues\":{},\"units\":{},\"damage\":",
-            self.segments, self.records, self.bytes, self.log_start, self.log_end, self.queues, self.units
+            ",\"segments\":{},\"records\":{},\"bytes\":{},\"log_start\":{},\"log_end\":{},\"queues\":{},\"units\":{},\"index_files\":{},\"index_entries\":{},\"damage\":",
+            self.segments,
+            self.records,
+            self.bytes,
+            self.log_start,
+            self.log_end,
+            self.queues,
+            self.units,
+            self.index_files,
+            self.index_entries
         );
         json_findings(&mut out, &self.damage);
         out.push_str(",\"notes\":");
@@ -1542,6 +1576,7 @@ impl fmt::Display for VerifyReport {
             self.log_end
         )?;
         writeln!(f, "consume queues: {} queues, {} units", self.queues, self.units)?;
+        writeln!(f, "index: {} files, {} entries", self.index_files, self.index_entries)?;
         for d in &self.damage {
             writeln!(f, "DAMAGE {} @{}: {}", d.file.display(), d.offset, d.what)?;
         }

@@ -249,8 +249,14 @@ fn recovers_rocketmq_crashed_store() {
 fn finds_by_key(name: &str, checked_on_open: bool) {
     let manifest = load_manifest(name);
     let (_tmp, dir) = copy_fixture(name);
+    let report = mqstore::verify::verify_store(&dir).unwrap();
+    assert_eq!((report.index_files, report.index_entries), (1, 1160), "{report}");
+    assert!(report.damage.iter().all(|d| !d.file.starts_with("index")), "{report}");
     let index_dir = dir.join("index");
-    let original: Vec<_> = std::fs::read_dir(&index_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let original: Vec<_> = std::fs::read_dir(&index_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(original.len(), 1);
 
     let store = MessageStore::open(StoreConfig::new(&dir)).unwrap();
@@ -269,7 +275,10 @@ fn finds_by_key(name: &str, checked_on_open: bool) {
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].path.file_name(), Some(original[0].as_os_str()));
     let count = if checked_on_open { 1160 } else { 1161 };
-    assert_eq!((files[0].slots, files[0].capacity, files[0].header.index_count), (512, 2048, count));
+    assert_eq!(
+        (files[0].slots, files[0].capacity, files[0].header.index_count),
+        (512, 2048, count)
+    );
 
     for e in &manifest {
         let found = store.query_by_key(&e.topic, &format!("key-{}", e.i), 8).unwrap();
@@ -277,10 +286,18 @@ fn finds_by_key(name: &str, checked_on_open: bool) {
         assert_eq!(found[0].commit_log_offset(), e.commit_log_offset);
         assert_eq!(found[0].property("p"), Some(e.p.as_str()));
         let by_id = store.get_by_id(&found[0].msg_id()).unwrap().expect("found by id");
-        assert_eq!((by_id.commit_log_offset(), by_id.queue_offset()), (e.commit_log_offset, e.queue_offset));
+        assert_eq!(
+            (by_id.commit_log_offset(), by_id.queue_offset()),
+            (e.commit_log_offset, e.queue_offset)
+        );
         // Another topic never answers for it.
         let other = if e.topic == "orders" { "audit-log" } else { "orders" };
-        assert!(store.query_by_key(other, &format!("key-{}", e.i), 8).unwrap().is_empty());
+        assert!(
+            store
+                .query_by_key(other, &format!("key-{}", e.i), 8)
+                .unwrap()
+                .is_empty()
+        );
     }
     for topic in ["orders", "audit-log"] {
         for g in 0..7 {
@@ -302,7 +319,9 @@ fn finds_by_key(name: &str, checked_on_open: bool) {
         }
     }
 
-    let r = store.put(Message::new("orders", 0, b"after".to_vec()).with_keys(["grp-3"])).unwrap();
+    let r = store
+        .put(Message::new("orders", 0, b"after".to_vec()).with_keys(["grp-3"]))
+        .unwrap();
     let newest = store.query_by_key("orders", "grp-3", 1).unwrap();
     assert_eq!(newest[0].commit_log_offset(), r.commit_log_offset);
     store.close().unwrap();

@@ -29,8 +29,11 @@ fn own_key(i: usize) -> String {
 fn put_many(store: &MessageStore, n: usize) -> Vec<PutResult> {
     (0..n)
         .map(|i| {
-            let msg = Message::new("idx", (i % 3) as u32, format!("body {i}").into_bytes())
-                .with_keys([own_key(i), format!("grp-{}", i % 7), "hot".to_string()]);
+            let msg = Message::new("idx", (i % 3) as u32, format!("body {i}").into_bytes()).with_keys([
+                own_key(i),
+                format!("grp-{}", i % 7),
+                "hot".to_string(),
+            ]);
             store.put(msg).unwrap()
         })
         .collect()
@@ -70,7 +73,11 @@ fn check_all(store: &MessageStore, puts: &[PutResult]) {
         .collect();
     let want: Vec<u64> = puts.iter().rev().take(10).map(|r| r.commit_log_offset).collect();
     assert_eq!(hot, want);
-    assert_eq!(store.query_by_key("idx", "hot", 1000).unwrap().len(), 64.min(puts.len()), "capped at 64");
+    assert_eq!(
+        store.query_by_key("idx", "hot", 1000).unwrap().len(),
+        64.min(puts.len()),
+        "capped at 64"
+    );
     assert!(store.query_by_key("idx", "no-such-key", 16).unwrap().is_empty());
     assert!(store.query_by_key("other", "hot", 16).unwrap().is_empty());
 }
@@ -86,7 +93,10 @@ fn collisions_roll_over_and_reopen() {
     // only: 12 per file.
     assert_eq!(files.len(), 25, "{files:?}");
     assert!(files.iter().all(|f| f.header.index_count == 49));
-    assert!(files.windows(2).all(|w| w[0].path < w[1].path), "names sort by creation");
+    assert!(
+        files.windows(2).all(|w| w[0].path < w[1].path),
+        "names sort by creation"
+    );
     store.close().unwrap();
     drop(store);
 
@@ -147,9 +157,21 @@ fn message_ids_round_trip_and_bad_ids_are_errors() {
         let m = store.get_by_id(&id).unwrap().expect("found by id");
         assert_eq!(m.body(), format!("body {i}").as_bytes());
         assert_eq!(m.msg_id(), id);
-        assert_eq!(store.get_by_id(&id.to_lowercase()).unwrap().unwrap().commit_log_offset(), r.commit_log_offset);
+        assert_eq!(
+            store
+                .get_by_id(&id.to_lowercase())
+                .unwrap()
+                .unwrap()
+                .commit_log_offset(),
+            r.commit_log_offset
+        );
     }
-    for bad in ["", "xyz", "7F00000100002A9F000000000000000", "7F00000100002A9F00000000000000G0"] {
+    for bad in [
+        "",
+        "xyz",
+        "7F00000100002A9F000000000000000",
+        "7F00000100002A9F00000000000000G0",
+    ] {
         assert!(
             matches!(store.get_by_id(bad), Err(Error::InvalidMessageId { .. })),
             "{bad:?}"
@@ -190,7 +212,9 @@ fn unique_keys_are_assigned_indexed_and_respected() {
 
     let off = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(off.path()).unique_keys(false)).unwrap();
-    let r = store.put(Message::new("idx", 0, b"a".to_vec()).with_keys(["k"])).unwrap();
+    let r = store
+        .put(Message::new("idx", 0, b"a".to_vec()).with_keys(["k"]))
+        .unwrap();
     assert_eq!(r.unique_key, None);
     assert_eq!(store.query_by_key("idx", "k", 4).unwrap().len(), 1);
     store.close().unwrap();
@@ -198,7 +222,9 @@ fn unique_keys_are_assigned_indexed_and_respected() {
 
     let none = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(none.path()).message_index(false)).unwrap();
-    store.put(Message::new("idx", 0, b"a".to_vec()).with_keys(["k"])).unwrap();
+    store
+        .put(Message::new("idx", 0, b"a".to_vec()).with_keys(["k"]))
+        .unwrap();
     assert!(store.query_by_key("idx", "k", 4).unwrap().is_empty());
     assert!(store.index_files().is_empty());
     assert!(!none.path().join("index").exists());
@@ -208,9 +234,18 @@ fn unique_keys_are_assigned_indexed_and_respected() {
 fn bad_queries_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path())).unwrap();
-    assert!(matches!(store.query_by_key("idx", "", 4), Err(Error::InvalidKey { .. })));
-    assert!(matches!(store.query_by_key("idx", "a b", 4), Err(Error::InvalidKey { .. })));
-    assert!(matches!(store.query_by_key("../x", "a", 4), Err(Error::InvalidTopic { .. })));
+    assert!(matches!(
+        store.query_by_key("idx", "", 4),
+        Err(Error::InvalidKey { .. })
+    ));
+    assert!(matches!(
+        store.query_by_key("idx", "a b", 4),
+        Err(Error::InvalidKey { .. })
+    ));
+    assert!(matches!(
+        store.query_by_key("../x", "a", 4),
+        Err(Error::InvalidTopic { .. })
+    ));
     assert!(store.query_by_key("idx", "a", 0).unwrap().is_empty());
 }
 
@@ -273,7 +308,33 @@ fn a_deleted_index_is_rebuilt_from_the_start_of_the_log_not_from_the_checkpoint(
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
     let store = MessageStore::open(small(dir.path())).unwrap();
     let report = store.recovery_report();
-    assert!(report.dispatched_from > 0, "a clean reopen re-dispatches only the last segment");
+    assert!(
+        report.dispatched_from > 0,
+        "a clean reopen re-dispatches only the last segment"
+    );
     assert_eq!(report.indexed_from, Some(0));
     check_all(&store, &puts);
+}
+
+#[test]
+fn verify_checks_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    let puts = put_many(&store, 30);
+    let files = store.index_files();
+    store.close().unwrap();
+    drop(store);
+    let report = mqstore::verify::verify_store(dir.path()).unwrap();
+    assert!(report.consistent, "{report}");
+    assert_eq!((report.index_files, report.index_entries), (files.len(), 4 * 30));
+
+    // An entry below the durable mark moved into the middle of its record: damage, in that file.
+    let file = &files[0].path;
+    let entry1 = 40 + 5 * 4 + 20;
+    common::write_at(file, entry1 + 4, &(puts[0].commit_log_offset as i64 + 3).to_be_bytes());
+    let report = mqstore::verify::verify_store(dir.path()).unwrap();
+    assert!(!report.consistent, "{report}");
+    assert_eq!(report.damage.len(), 1, "{report}");
+    assert!(report.damage[0].file.starts_with("index"), "{report}");
+    assert!(report.damage[0].what.contains("entry 1"), "{report}");
 }

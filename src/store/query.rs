@@ -117,8 +117,12 @@ impl<B: Backend> MessageStore<B> {
         }
     }
 
-    /// The index files, oldest first (empty when the store keeps no index).
+    /// The index files, oldest first (empty when the store keeps no index), with every message
+    /// put before the call indexed.
     pub fn index_files(&self) -> Vec<IndexFileInfo> {
+        self.dispatcher
+            .shared()
+            .wait_for(self.log.max_offset(), super::READ_YOUR_WRITES_WAIT);
         self.index.as_ref().map_or_else(Vec::new, |i| i.info())
     }
 }
