@@ -35,6 +35,7 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn check_index(
     dir: &Path,
     log: &LogFiles,
