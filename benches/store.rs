@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the store: append per flush policy and message size, batch append,
-//! sync appends kept in flight with `put_async`, sequential read through the consume queue, and
-//! the record codec.
+//! sync appends kept in flight with `put_async`, sequential read through the consume queue,
+//! lookups by key and by message id, and the record codec.
 //!
 //! `cargo bench --bench store` (a few minutes). Figures compare only within one run on one
 //! machine; see docs/performance.md for the machine's ceilings and the peers.
@@ -137,6 +137,47 @@ fn sequential_read(c: &mut Criterion) {
     store.close().unwrap();
 }
 
+/// Lookups off the consume queue: by key through the index (each key held by one message of
+/// 200,000, with the store's own unique key on every message), by store-assigned message id.
+fn lookups(c: &mut Criterion) {
+    const N: u64 = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), FlushPolicy::asynchronous());
+    let mut ids = Vec::with_capacity(N as usize);
+    for i in 0..N {
+        let r = store
+            .put(Message::new("lookup", (i % 8) as u32, vec![7u8; 1024]).with_keys([format!("order-{i}")]))
+            .unwrap();
+        ids.push(r.msg_id());
+    }
+    assert!(store.wait_dispatched(Duration::from_secs(30)));
+    let mut group = c.benchmark_group("lookup");
+    group.sample_size(10).measurement_time(Duration::from_secs(3));
+    const PER_ITER: u64 = 1000;
+    group.throughput(Throughput::Elements(PER_ITER));
+    let mut next = 0u64;
+    group.bench_function("query_by_key_1_of_200k", |b| {
+        b.iter(|| {
+            for _ in 0..PER_ITER {
+                next = (next + 7919) % N;
+                let found = store.query_by_key("lookup", &format!("order-{next}"), 4).unwrap();
+                assert_eq!(found.len(), 1);
+            }
+        })
+    });
+    group.bench_function("get_by_id", |b| {
+        b.iter(|| {
+            for _ in 0..PER_ITER {
+                next = (next + 7919) % N;
+                let m = store.get_by_id(&ids[next as usize]).unwrap();
+                assert!(m.is_some());
+            }
+        })
+    });
+    group.finish();
+    store.close().unwrap();
+}
+
 fn codec_bench(c: &mut Criterion) {
     let body = vec![0x5Au8; 1024];
     let mut props = Vec::new();
@@ -183,6 +224,7 @@ criterion_group!(
     batch_append,
     pipelined_sync_append,
     sequential_read,
+    lookups,
     codec_bench
 );
 criterion_main!(benches);
