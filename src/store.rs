@@ -753,13 +753,16 @@ impl<B: Backend> MessageStore<B> {
         Self::message_from(&segment, None, pos, bytes, self.read_verify(), |_, _| Ok(()))
     }
 
-    /// The first queue offset whose message was stored at or after `timestamp_ms`; the max
-    /// offset when none was. Binary search over the queue, reading store times from the log.
+    /// The first queue offset whose message was stored at or after `timestamp_ms`: the min
+    /// offset for a time before the first message, the max offset (one past the last) for a
+    /// time after the last, as RocketMQ's `getOffsetInQueueByTime`. Binary search over the
+    /// queue: O(log n) record reads. Sees every message put before the call.
     pub fn offset_for_timestamp(&self, topic: &str, queue_id: u32, timestamp_ms: u64) -> Result<u64> {
         self.check_queue(topic, queue_id)?;
         let Some(cq) = self.queues.get(topic, queue_id) else {
             return Ok(0);
         };
+        self.read_your_writes(&cq);
         let (mut lo, mut hi) = (cq.min_offset(), cq.max_offset());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;

@@ -338,3 +338,29 @@ fn verify_checks_the_index() {
     assert!(report.damage[0].file.starts_with("index"), "{report}");
     assert!(report.damage[0].what.contains("entry 1"), "{report}");
 }
+
+#[test]
+fn offset_for_timestamp_at_the_edges_and_with_equal_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    assert_eq!(store.offset_for_timestamp("idx", 0, 123).unwrap(), 0, "no queue");
+    let mut puts = Vec::new();
+    for i in 0..60 {
+        // Bursts within one millisecond, then gaps: equal timestamps and distinct ones.
+        if i % 20 == 0 {
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        puts.push(store.put(Message::new("idx", 0, vec![i as u8; 10])).unwrap());
+    }
+    let first_at_or_after = |t: u64| puts.iter().position(|r| r.store_timestamp >= t).unwrap_or(puts.len()) as u64;
+    assert_eq!(store.offset_for_timestamp("idx", 0, 0).unwrap(), 0, "before the first: the min offset");
+    assert_eq!(store.offset_for_timestamp("idx", 0, u64::MAX).unwrap(), 60, "after the last: the max offset");
+    let last = puts[59].store_timestamp;
+    assert_eq!(store.offset_for_timestamp("idx", 0, last + 1).unwrap(), 60);
+    for r in &puts {
+        for t in [r.store_timestamp - 1, r.store_timestamp, r.store_timestamp + 1] {
+            assert_eq!(store.offset_for_timestamp("idx", 0, t).unwrap(), first_at_or_after(t), "t = {t}");
+        }
+    }
+    assert!(puts.windows(2).any(|w| w[0].store_timestamp == w[1].store_timestamp), "some equal timestamps");
+}
