@@ -3,9 +3,10 @@
 //! commit-log offset.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::codec;
 use crate::error::{Error, Result};
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -88,46 +89,17 @@ impl UniqueKeys {
     }
 }
 
-/// Decodes RocketMQ's store-assigned message id: uppercase (or lowercase) hex of the store
-/// host's address (4 or 16 bytes), its port (4 bytes) and the commit-log offset (8 bytes).
+/// Decodes RocketMQ's store-assigned message id (see [`codec::offset_msg_id`]) into the store
+/// host and the commit-log offset, with a typed error for anything else.
 pub fn decode_offset_msg_id(id: &str) -> Result<(SocketAddr, u64)> {
-    let bad = |reason: &'static str| Error::InvalidMessageId {
+    codec::parse_offset_msg_id(id).ok_or_else(|| Error::InvalidMessageId {
         id: id.chars().take(80).collect(),
-        reason,
-    };
-    let b = id.as_bytes();
-    if b.len() != 32 && b.len() != 56 {
-        return Err(bad("expected 32 hex digits (IPv4 store host) or 56 (IPv6)"));
-    }
-    let mut bytes = [0u8; 28];
-    let n = b.len() / 2;
-    for i in 0..n {
-        let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        let (Some(hi), Some(lo)) = (digit(b[2 * i]), digit(b[2 * i + 1])) else {
-            return Err(bad("not a hex digit"));
-        };
-        bytes[i] = hi << 4 | lo;
-    }
-    let ip_len = n - 12;
-    let port = u32::from_be_bytes([bytes[ip_len], bytes[ip_len + 1], bytes[ip_len + 2], bytes[ip_len + 3]]);
-    let port = u16::try_from(port).map_err(|_| bad("port out of range"))?;
-    let mut off = [0u8; 8];
-    off.copy_from_slice(&bytes[ip_len + 4..ip_len + 12]);
-    let offset = i64::from_be_bytes(off);
-    if offset < 0 {
-        return Err(bad("negative commit-log offset"));
-    }
-    let addr = if ip_len == 4 {
-        SocketAddr::V4(SocketAddrV4::new(
-            Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]),
-            port,
-        ))
-    } else {
-        let mut o = [0u8; 16];
-        o.copy_from_slice(&bytes[..16]);
-        SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(o), port, 0, 0))
-    };
-    Ok((addr, offset as u64))
+        reason: if id.len() == 32 || id.len() == 56 {
+            "not hex, a port out of range, or a negative commit-log offset"
+        } else {
+            "expected 32 hex digits (IPv4 store host) or 56 (IPv6)"
+        },
+    })
 }
 
 #[cfg(test)]
