@@ -42,6 +42,7 @@ pub struct StoreConfig {
     pub(crate) unique_keys: bool,
     pub(crate) role: Role,
     pub(crate) replication: ReplicationConfig,
+    pub(crate) consumer_offset_flush_interval: std::time::Duration,
 }
 
 impl StoreConfig {
@@ -66,6 +67,7 @@ impl StoreConfig {
             unique_keys: true,
             role: Role::AsyncMaster,
             replication: ReplicationConfig::default(),
+            consumer_offset_flush_interval: std::time::Duration::from_secs(5),
         }
     }
 
@@ -260,6 +262,17 @@ impl StoreConfig {
             return Err(Error::InvalidConfig("sync master timeout is zero".into()));
         }
         self.replication.validate(self.max_message_size)?;
+        if self.consumer_offset_flush_interval.is_zero() {
+            return Err(Error::InvalidConfig("consumer_offset_flush_interval is zero".into()));
+        }
         Ok(())
+    }
+
+    /// How often committed consumer offsets are written to `config/consumerOffset.json` when
+    /// they changed (default 5 s, RocketMQ's `flushConsumerOffsetInterval`). A crash loses at
+    /// most the commits of about this long. Must not be zero.
+    pub fn consumer_offset_flush_interval(mut self, interval: std::time::Duration) -> Self {
+        self.consumer_offset_flush_interval = interval;
+        self
     }
 }

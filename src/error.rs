@@ -191,6 +191,24 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    // consumer offsets
+    /// The consumer-group name is not acceptable.
+    #[error("invalid consumer group {group:?}: {reason}")]
+    InvalidGroup {
+        /// The rejected name (lossy, for display).
+        group: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// Neither the consumer-offset file nor its backup could be read: the store does not open
+    /// rather than forget every consumer's progress.
+    #[error("corrupt consumer offsets {path}: {reason}")]
+    CorruptOffsets {
+        /// The offset file.
+        path: PathBuf,
+        /// What is wrong with the file and with its backup.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -36,6 +36,7 @@ pub mod codec;
 pub mod commit_log;
 pub mod config;
 pub mod consume_queue;
+pub mod consumer_offset;
 pub mod dispatch;
 pub mod error;
 mod files;
@@ -53,6 +54,7 @@ mod unique_key;
 pub mod verify;
 
 pub use config::StoreConfig;
+pub use consumer_offset::{CommitStatus, GroupOffset};
 pub use error::{Error, Result};
 pub use flush::FlushPolicy;
 pub use message::{GetResult, GetStatus, Message, PendingPut, PutResult, PutStatus, StoredMessage, TagFilter};

@@ -193,6 +193,34 @@ pub fn validate_topic(topic: &str) -> Result<()> {
     }
 }
 
+/// Longest consumer-group name, in bytes (RocketMQ's limit on group names).
+pub const MAX_GROUP_LEN: usize = 255;
+
+/// Checks a consumer-group name: non-empty, at most 255 bytes, and the characters of a topic
+/// (ASCII letters, digits, `-`, `_`, `%` and `|`). The offset table keys its entries
+/// `topic@group`, so `@` must stay out; the rest matches RocketMQ's own group check.
+pub fn validate_group(group: &str) -> Result<()> {
+    let reason = if group.is_empty() {
+        Some("empty")
+    } else if group.len() > MAX_GROUP_LEN {
+        Some("longer than 255 bytes")
+    } else if !group
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'%' | b'|'))
+    {
+        Some("only ASCII letters, digits, '-', '_', '%' and '|' are allowed")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidGroup {
+            group: group.chars().take(300).collect(),
+            reason,
+        }),
+    }
+}
+
 /// Outcome of a put that appended its message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PutStatus {

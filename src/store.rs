@@ -16,6 +16,7 @@ use crate::codec::{EncodedRecord, RecordSpec, Verify};
 use crate::commit_log::{Appending, CommitLog, now_millis};
 use crate::config::StoreConfig;
 use crate::consume_queue::{ConsumeQueue, QueueTable, UNIT_SIZE};
+use crate::consumer_offset::ConsumerOffsets;
 use crate::dispatch::{DispatchShared, Dispatcher};
 use crate::error::{Error, IoContext, Result};
 use crate::files::{open_or_create, sync_dir};
@@ -36,6 +37,7 @@ use crate::service::Periodic;
 use crate::unique_key::UniqueKey;
 use crate::unique_key::UniqueKeys;
 
+mod offsets;
 mod query;
 mod replica;
 
@@ -105,6 +107,9 @@ pub struct MessageStore<B: Backend = MmapBackend> {
     index: Option<Arc<IndexService<B>>>,
     /// Where messages without a `UNIQ_KEY` get one, unless disabled.
     unique_keys: Option<UniqueKeys>,
+    /// Committed consumer offsets (`config/consumerOffset.json`).
+    offsets: Arc<ConsumerOffsets>,
+    offset_flusher: Periodic,
 }
 
 impl MessageStore<MmapBackend> {
@@ -132,6 +137,8 @@ impl<B: Backend> MessageStore<B> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).at(&dir)?;
         let lock = take_lock(&dir)?;
+        // Before any thread starts, so that unreadable offsets fail the open with nothing to stop.
+        let offsets = Arc::new(ConsumerOffsets::load(&dir)?);
         let backend = Arc::new(backend);
 
         let log_dir = dir.join(COMMIT_LOG_DIR);
@@ -296,6 +303,16 @@ impl<B: Backend> MessageStore<B> {
             )
             .at(&dir)?
         };
+        let offset_flusher = match offsets::spawn_flusher(&offsets, config.consumer_offset_flush_interval) {
+            Ok(p) => p,
+            Err(e) => {
+                log.halt();
+                checkpointer.stop();
+                dispatcher.stop();
+                flusher.stop();
+                return Err(Error::io(&dir, e));
+            }
+        };
 
         let writeable = Arc::new(AtomicBool::new(true));
         let replication = if config.replicated() {
@@ -317,6 +334,7 @@ impl<B: Backend> MessageStore<B> {
                     // Leave as a failed open should: threads stopped, the abort marker kept.
                     log.halt();
                     checkpointer.stop();
+                    offset_flusher.stop();
                     dispatcher.stop();
                     flusher.stop();
                     return Err(e);
@@ -344,6 +362,8 @@ impl<B: Backend> MessageStore<B> {
             replication,
             index,
             unique_keys: config_unique_keys,
+            offsets,
+            offset_flusher,
         })
     }
 
@@ -858,8 +878,10 @@ impl<B: Backend> MessageStore<B> {
             .shared()
             .wait_for(self.log.max_offset(), CLOSE_DISPATCH_WAIT);
         self.checkpointer.stop();
+        self.offset_flusher.stop();
         self.dispatcher.stop();
         self.flusher.stop();
+        let offsets_flushed = self.offsets.close();
         let flushed = self.flush().and_then(|()| {
             write_checkpoint(
                 &self.log,
@@ -879,7 +901,7 @@ impl<B: Backend> MessageStore<B> {
         if let Some(lock) = self.lock.lock().take() {
             let _ = lock.unlock();
         }
-        flushed
+        flushed.and(offsets_flushed)
     }
 
     /// Stops the store the way a crash would, for crash tests: appends stop and background
@@ -895,6 +917,8 @@ impl<B: Backend> MessageStore<B> {
         }
         self.log.halt();
         self.checkpointer.stop();
+        self.offset_flusher.stop();
+        self.offsets.halt();
         self.dispatcher.stop();
         self.flusher.stop();
         if let Some(lock) = self.lock.lock().take() {

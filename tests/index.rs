@@ -353,14 +353,29 @@ fn offset_for_timestamp_at_the_edges_and_with_equal_timestamps() {
         puts.push(store.put(Message::new("idx", 0, vec![i as u8; 10])).unwrap());
     }
     let first_at_or_after = |t: u64| puts.iter().position(|r| r.store_timestamp >= t).unwrap_or(puts.len()) as u64;
-    assert_eq!(store.offset_for_timestamp("idx", 0, 0).unwrap(), 0, "before the first: the min offset");
-    assert_eq!(store.offset_for_timestamp("idx", 0, u64::MAX).unwrap(), 60, "after the last: the max offset");
+    assert_eq!(
+        store.offset_for_timestamp("idx", 0, 0).unwrap(),
+        0,
+        "before the first: the min offset"
+    );
+    assert_eq!(
+        store.offset_for_timestamp("idx", 0, u64::MAX).unwrap(),
+        60,
+        "after the last: the max offset"
+    );
     let last = puts[59].store_timestamp;
     assert_eq!(store.offset_for_timestamp("idx", 0, last + 1).unwrap(), 60);
     for r in &puts {
         for t in [r.store_timestamp - 1, r.store_timestamp, r.store_timestamp + 1] {
-            assert_eq!(store.offset_for_timestamp("idx", 0, t).unwrap(), first_at_or_after(t), "t = {t}");
+            assert_eq!(
+                store.offset_for_timestamp("idx", 0, t).unwrap(),
+                first_at_or_after(t),
+                "t = {t}"
+            );
         }
     }
-    assert!(puts.windows(2).any(|w| w[0].store_timestamp == w[1].store_timestamp), "some equal timestamps");
+    assert!(
+        puts.windows(2).any(|w| w[0].store_timestamp == w[1].store_timestamp),
+        "some equal timestamps"
+    );
 }
