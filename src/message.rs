@@ -172,24 +172,29 @@ impl Message {
 /// Checks a topic name: non-empty, at most 127 bytes, only ASCII letters, digits, `-`, `_`, `%`
 /// and `|`. A topic becomes a directory name, so nothing else is let through.
 pub fn validate_topic(topic: &str) -> Result<()> {
-    let reason = if topic.is_empty() {
+    match name_problem(topic, MAX_TOPIC_LEN, "longer than 127 bytes") {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidTopic {
+            topic: topic.chars().take(200).collect(),
+            reason,
+        }),
+    }
+}
+
+/// What is wrong with a topic or group name, if anything: both become file or directory names
+/// (or parts of them), so the same characters are let through.
+fn name_problem(name: &str, max: usize, too_long: &'static str) -> Option<&'static str> {
+    if name.is_empty() {
         Some("empty")
-    } else if topic.len() > MAX_TOPIC_LEN {
-        Some("longer than 127 bytes")
-    } else if !topic
+    } else if name.len() > max {
+        Some(too_long)
+    } else if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'%' | b'|'))
     {
         Some("only ASCII letters, digits, '-', '_', '%' and '|' are allowed")
     } else {
         None
-    };
-    match reason {
-        None => Ok(()),
-        Some(reason) => Err(Error::InvalidTopic {
-            topic: topic.chars().take(200).collect(),
-            reason,
-        }),
     }
 }
 
@@ -200,18 +205,7 @@ pub const MAX_GROUP_LEN: usize = 255;
 /// (ASCII letters, digits, `-`, `_`, `%` and `|`). The offset table keys its entries
 /// `topic@group`, so `@` must stay out; the rest matches RocketMQ's own group check.
 pub fn validate_group(group: &str) -> Result<()> {
-    let reason = if group.is_empty() {
-        Some("empty")
-    } else if group.len() > MAX_GROUP_LEN {
-        Some("longer than 255 bytes")
-    } else if !group
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'%' | b'|'))
-    {
-        Some("only ASCII letters, digits, '-', '_', '%' and '|' are allowed")
-    } else {
-        None
-    };
+    let reason = name_problem(group, MAX_GROUP_LEN, "longer than 255 bytes");
     match reason {
         None => Ok(()),
         Some(reason) => Err(Error::InvalidGroup {

@@ -1838,7 +1838,16 @@ pub fn generated_seeds(repo: &Path) -> Vec<(String, Vec<u8>)> {
 /// so, and the entry moves to the target's seeds ([`recover_seeds`] for recover_store).
 pub fn known_crashes() -> Vec<(&'static str, &'static str, Vec<u8>, &'static str, &'static str)> {
     // Open bugs, minimized; fixed ones move to the seeds (`found_seeds`).
-    vec![]
+    vec![(
+        "recover_store",
+        "cq-reopen-reads-differently",
+        vec![
+            0, 1, 0, 243, 1, 16, 12, 2, 255, 0, 0, 0, 1, 3, 3, 1, 1, 1, 243, 243, 243, 243, 243, 243, 243, 243, 243, 243,
+            243, 0, 60, 3, 94, 255, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 190,
+        ],
+        "issue 10 items 7-9: the first open leaves queue fuzz/1 unreadable from offset 0, a second open rebuilds it",
+        "reopening after a successful open and close reads differently",
+    )]
 }
 
 /// Index of `path` in `files`, as [`FileOp`]s pick files.

@@ -188,7 +188,7 @@ pub fn file_name_for(ms: u64) -> u64 {
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Eras of 400 years (146,097 days) start on March 1st, which puts the leap day last.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
