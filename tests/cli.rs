@@ -571,3 +571,31 @@ fn verify_exit_codes_and_json() {
         Some(2)
     );
 }
+
+#[test]
+fn stat_and_verify_show_the_index_and_the_consumer_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(StoreConfig::new(dir.path()).index_size(11, 44)).unwrap();
+    for i in 0..30 {
+        store
+            .put(Message::new("cli", 0, vec![1u8; 10]).with_keys([format!("k{i}")]))
+            .unwrap();
+    }
+    store.commit_offset("readers", "cli", 0, 12).unwrap();
+    store.close().unwrap();
+    drop(store);
+    let d = dir.path().to_str().unwrap();
+    let out = mqstore(&["stat", d]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // 30 messages x 2 entries (the key, the unique key), 43 entries a file: two files.
+    assert!(text.contains("index        2 file(s)"), "{text}");
+    assert!(text.contains("entries 42 "), "{text}");
+    assert!(text.contains("entries 18 "), "{text}");
+    assert!(text.contains("readers"), "{text}");
+    assert!(text.contains("index mark (mqstore)"), "{text}");
+    let out = mqstore(&["verify", d, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let json = stdout(&out);
+    assert!(json.contains("\"index_files\":2,\"index_entries\":60"), "{json}");
+}

@@ -1842,8 +1842,8 @@ pub fn known_crashes() -> Vec<(&'static str, &'static str, Vec<u8>, &'static str
         "recover_store",
         "cq-reopen-reads-differently",
         vec![
-            0, 1, 0, 243, 1, 16, 12, 2, 255, 0, 0, 0, 1, 3, 3, 1, 1, 1, 243, 243, 243, 243, 243, 243, 243, 243, 243, 243,
-            243, 0, 60, 3, 94, 255, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 190,
+            0, 1, 0, 243, 1, 16, 12, 2, 255, 0, 0, 0, 1, 3, 3, 1, 1, 1, 243, 243, 243, 243, 243, 243, 243, 243, 243,
+            243, 243, 0, 60, 3, 94, 255, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 190,
         ],
         "issue 10 items 7-9: the first open leaves queue fuzz/1 unreadable from offset 0, a second open rebuilds it",
         "reopening after a successful open and close reads differently",

@@ -86,11 +86,29 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
             if let Loaded::Exact(_) = loaded {
                 writeln!(out, "  {:<20} {}", "logFlushed (mqstore)", cp.log_flushed)?;
                 writeln!(out, "  {:<20} {}", "dispatched (mqstore)", cp.dispatched)?;
+                writeln!(
+                    out,
+                    "  {:<20} file {} count {} covered {}",
+                    "index mark (mqstore)", cp.index.file, cp.index.count, cp.index.covered
+                )?;
             } else {
                 writeln!(out, "  mqstore slots       none valid")?;
             }
         }
         Err(e) => writeln!(out, "checkpoint   {}", fail(format!("unreadable: {e}")))?,
+    }
+
+    // Consumer offsets.
+    match mqstore::consumer_offset::ConsumerOffsets::load(&dir) {
+        Ok(t) if t.groups().is_empty() => writeln!(out, "consumer offsets none")?,
+        Ok(t) => {
+            writeln!(out, "consumer offsets ({})", t.path().display())?;
+            for g in t.groups() {
+                let entries = t.group(&g);
+                writeln!(out, "  {g:<20} {} queues", entries.len())?;
+            }
+        }
+        Err(e) => writeln!(out, "consumer offsets {}", fail(format!("unreadable: {e}")))?,
     }
 
     // Replication's epoch history.
@@ -128,6 +146,7 @@ pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
         Ok(None) => writeln!(out, "index        none")?,
         Err(e) => writeln!(out, "index        {}", fail(format!("unreadable: {e}")))?,
     }
+    index_files(&mut out, &dir, &mut fail)?;
     if let Ok(Some((n, bytes))) = dir_usage(&dir.join(LOST_FOUND_DIR)) {
         writeln!(out, "lost+found   {n} entr(ies), {bytes} bytes set aside by recovery")?;
     }
@@ -370,4 +389,40 @@ fn dir_usage(dir: &Path) -> io::Result<Option<(usize, u64)>> {
         }
     }
     Ok(Some((n, bytes)))
+}
+
+/// One line per index file, from its 40-byte header (read, not mapped: nothing is changed).
+fn index_files(out: &mut impl Write, dir: &std::path::Path, fail: &mut impl FnMut(String) -> String) -> io::Result<()> {
+    use std::io::Read;
+    let index_dir = dir.join(mqstore::index::INDEX_DIR);
+    let mut names: Vec<_> = match std::fs::read_dir(&index_dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(_) => return Ok(()),
+    };
+    names.sort();
+    for path in names {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut header = [0u8; 40];
+        let read = std::fs::File::open(&path).and_then(|mut f| f.read_exact(&mut header));
+        if let Err(e) = read {
+            writeln!(out, "  {name} {}", fail(format!("unreadable: {e}")))?;
+            continue;
+        }
+        let i64_at = |at: usize| i64::from_be_bytes(header[at..at + 8].try_into().unwrap_or([0; 8]));
+        let i32_at = |at: usize| i32::from_be_bytes(header[at..at + 4].try_into().unwrap_or([0; 4]));
+        writeln!(
+            out,
+            "  {name}  entries {}  slots used {}  offsets {}..={}  times {}..{}",
+            i32_at(36).saturating_sub(1),
+            i32_at(32),
+            i64_at(16),
+            i64_at(24),
+            format_millis(i64_at(0)),
+            format_millis(i64_at(8)),
+        )?;
+    }
+    Ok(())
 }
