@@ -598,4 +598,13 @@ fn stat_and_verify_show_the_index_and_the_consumer_offsets() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let json = stdout(&out);
     assert!(json.contains("\"index_files\":2,\"index_entries\":60"), "{json}");
+    let out = mqstore(&["dump", d, "--topic", "cli", "--key", "k7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.matches("commit-log offset ").count(), 1, "{text}");
+    assert!(text.contains("k7"), "{text}");
+    let out = mqstore(&["dump", d, "--topic", "cli", "--key", "nope"]);
+    assert!(stdout(&out).contains("no message"), "{}", stdout(&out));
+    let out = mqstore(&["dump", d, "--consumer-offsets"]);
+    assert!(stdout(&out).contains("readers  cli/0  12"), "{}", stdout(&out));
 }

@@ -215,6 +215,30 @@ pub fn parse_name(name: &str) -> Option<u64> {
     name.parse().ok()
 }
 
+/// Walks `hash`'s chain in the bytes of a whole index file of shape `layout` (for tools that
+/// read files without opening the store): the commit-log offsets of its entries with that hash,
+/// newest first. Stops at the first link that does not go back.
+pub fn chain_in(bytes: &[u8], layout: Layout, hash: i32) -> Vec<u64> {
+    let count = bytes.get(36..40).map_or(0, read_i32);
+    let mut out = Vec::new();
+    let slot_at = layout.slot_pos(layout.slot_of(hash)) as usize;
+    let mut n = bytes.get(slot_at..slot_at + 4).map_or(0, read_i32);
+    while n > 0 && n < count {
+        let at = layout.entry_pos(n as u32) as usize;
+        let Some(e) = bytes.get(at..at + ENTRY_LEN as usize).map(IndexEntry::decode) else {
+            break;
+        };
+        if e.key_hash == hash && e.phy_offset >= 0 {
+            out.push(e.phy_offset as u64);
+        }
+        if e.prev >= n {
+            break;
+        }
+        n = e.prev;
+    }
+    out
+}
+
 fn read_i32(w: &[u8]) -> i32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&w[..4]);

@@ -3,6 +3,9 @@
 //! - `--commit-log-offset X`: every field of the record at X, and whether its CRCs verify.
 //! - `--topic T --queue Q [--offset O] [--count N]`: one line per consume-queue unit and the
 //!   record it points to.
+//! - `--topic T --key K [--count N]`: the records the index files hold for the key, newest
+//!   first, confirmed on each record's keys.
+//! - `--consumer-offsets`: the committed offsets of `config/consumerOffset.json`.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -17,16 +20,22 @@ use crate::{Failure, Outcome};
 
 /// Arguments of `mqstore dump`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("selector").required(true).args(["topic", "commit_log_offset"])))]
+#[command(group(ArgGroup::new("selector").required(true).args(["topic", "commit_log_offset", "consumer_offsets"])))]
 pub struct DumpArgs {
     /// The store directory. It is only read.
     pub dir: PathBuf,
-    /// Topic of the queue to dump (with --queue).
-    #[arg(long, requires = "queue", conflicts_with = "commit_log_offset")]
+    /// Topic of the queue to dump (with --queue), or of the key to look up (with --key).
+    #[arg(long, conflicts_with = "commit_log_offset")]
     pub topic: Option<String>,
     /// Queue id of the queue to dump (with --topic).
-    #[arg(long, requires = "topic")]
+    #[arg(long, requires = "topic", conflicts_with = "key")]
     pub queue: Option<u32>,
+    /// Look a key (or unique key) up in the index files (with --topic).
+    #[arg(long, requires = "topic")]
+    pub key: Option<String>,
+    /// Print the committed consumer offsets.
+    #[arg(long)]
+    pub consumer_offsets: bool,
     /// First queue offset to dump [default: 0].
     #[arg(long, requires = "topic")]
     pub offset: Option<u64>,
@@ -51,6 +60,16 @@ pub fn run(args: DumpArgs) -> Result<Outcome, Failure> {
     let log = SegmentDir::list(&files::commit_log_dir(&args.dir))
         .map_err(|e| Failure::failed(format!("cannot list the commit log of {}: {e}", args.dir.display())))?;
     let mut out = BufWriter::new(io::stdout().lock());
+    if args.consumer_offsets {
+        let outcome = dump_consumer_offsets(&mut out, &args.dir)?;
+        out.flush()?;
+        return Ok(outcome);
+    }
+    if let (Some(topic), Some(key)) = (&args.topic, &args.key) {
+        let outcome = dump_key(&mut out, &args.dir, &log, topic, key, args.count.unwrap_or(10))?;
+        out.flush()?;
+        return Ok(outcome);
+    }
     let outcome = match (args.commit_log_offset, args.topic, args.queue) {
         (Some(offset), _, _) => dump_record(&mut out, &log, offset)?,
         (None, Some(topic), Some(queue)) => {
@@ -71,7 +90,11 @@ pub fn run(args: DumpArgs) -> Result<Outcome, Failure> {
                 args.count.unwrap_or(10),
             )?
         }
-        _ => return Err(Failure::usage("give --topic and --queue, or --commit-log-offset")),
+        _ => {
+            return Err(Failure::usage(
+                "give --topic and --queue, --topic and --key, --commit-log-offset, or --consumer-offsets",
+            ));
+        }
     };
     out.flush()?;
     Ok(outcome)
@@ -350,4 +373,78 @@ fn unit_row(log: &SegmentDir, q: &QueueFiles, offset: u64, unit: &CqUnit) -> ([S
         body = format!("!! CRC MISMATCH  {body}");
     }
     (head([tags, keys, format_millis(view.store_timestamp), body]), !crc.ok())
+}
+
+/// The records the index files hold for `topic#key`, newest first, each confirmed on its keys.
+fn dump_key(
+    out: &mut impl Write,
+    dir: &std::path::Path,
+    log: &SegmentDir,
+    topic: &str,
+    key: &str,
+    count: u64,
+) -> Result<Outcome, Failure> {
+    use mqstore::index::file::{Layout, chain_in};
+    let index_dir = dir.join(mqstore::index::INDEX_DIR);
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&index_dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(_) => {
+            writeln!(out, "no index files in {}", index_dir.display())?;
+            return Ok(Outcome::Success);
+        }
+    };
+    paths.sort();
+    let configured = mqstore::meta::Meta::read(dir)
+        .ok()
+        .flatten()
+        .and_then(|m| m.index_layout)
+        .unwrap_or((mqstore::index::DEFAULT_SLOTS, mqstore::index::DEFAULT_ENTRIES));
+    let preferred = Layout {
+        slots: configured.0,
+        entries: configured.1,
+    };
+    let hash = mqstore::index::key_hash(topic, key);
+    let mut shown = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    for path in paths.iter().rev() {
+        let Ok(map) = mqstore::segment::ReadOnlyMap::open(path) else {
+            continue;
+        };
+        let Some(layout) = Layout::infer(map.len() as u64, preferred) else {
+            continue;
+        };
+        for offset in chain_in(&map, layout, hash) {
+            if shown >= count || !seen.insert(offset) {
+                continue;
+            }
+            let Ok(bytes) = files::read_frame_bytes(log, offset) else {
+                continue;
+            };
+            let matches = matches!(codec::decode(&bytes, Verify::Framing),
+                Ok(Frame::Record(v)) if v.topic == topic && mqstore::index::has_key(v.properties, key));
+            if matches {
+                shown += 1;
+                dump_record(out, log, offset)?;
+            }
+        }
+    }
+    if shown == 0 {
+        writeln!(out, "no message of topic {topic} with key {key:?} in the index files")?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// The committed consumer offsets, one line per (group, topic, queue).
+fn dump_consumer_offsets(out: &mut impl Write, dir: &std::path::Path) -> Result<Outcome, Failure> {
+    let table = mqstore::consumer_offset::ConsumerOffsets::load(dir).map_err(|e| Failure::failed(e.to_string()))?;
+    let groups = table.groups();
+    if groups.is_empty() {
+        writeln!(out, "no committed consumer offsets")?;
+    }
+    for g in groups {
+        for (topic, queue, offset) in table.group(&g) {
+            writeln!(out, "{g}  {topic}/{queue}  {offset}")?;
+        }
+    }
+    Ok(Outcome::Success)
 }
