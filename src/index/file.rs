@@ -420,12 +420,6 @@ impl<S: Storage> IndexFile<S> {
             .map(IndexEntry::decode)
     }
 
-    /// Slot `s`'s value.
-    pub fn slot(&self, s: u32) -> Option<i32> {
-        let r = self.region.read();
-        r.get(self.layout.slot_pos(s), 4).map(read_i32)
-    }
-
     /// The slot a hash lands in.
     pub fn slot_of(&self, hash: i32) -> u32 {
         self.layout.slot_of(hash)

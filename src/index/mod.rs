@@ -16,7 +16,7 @@
 pub mod file;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -172,11 +172,6 @@ impl<B: Backend> IndexService<B> {
             failing: AtomicBool::new(false),
             removed_at_open,
         })
-    }
-
-    /// The index directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Every record below this commit-log offset is indexed.
@@ -468,6 +463,14 @@ impl<B: Backend> IndexService<B> {
         if let Some(&mut (i, ref mut n, ref mut needs_cut)) = kept.last_mut() {
             let f = &files[i];
             let at_mark = !damaged && f.name() == mark.file && *n as u64 == mark.count.max(1);
+            if at_mark && !trust_headers && *n > 1 {
+                // The mark's covered offset was read before its count: the entries counted may
+                // reach past it. A message's entries are added whole, so the last entry's record
+                // is fully indexed; starting past it keeps replay from adding them twice.
+                if let Some(last) = f.entry((*n - 1) as u32) {
+                    covered = covered.max(last.phy_offset.max(0) as u64 + 1);
+                }
+            }
             if !at_mark || trust_headers {
                 covered = 0;
                 if *n > 1
