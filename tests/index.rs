@@ -261,7 +261,11 @@ fn index_is_rebuilt_after_a_crash_a_deleted_directory_or_a_damaged_file() {
     let store = MessageStore::open(config(dir.path())).unwrap();
     check_all(&store, &puts);
     // Replay after the crash added nothing twice: four entries per message.
-    let entries: i64 = store.index_files().iter().map(|f| i64::from(f.header.index_count) - 1).sum();
+    let entries: i64 = store
+        .index_files()
+        .iter()
+        .map(|f| i64::from(f.header.index_count) - 1)
+        .sum();
     assert_eq!(entries, 4 * 120);
     store.close().unwrap();
     drop(store);

@@ -35,7 +35,8 @@ pub struct Header {
 }
 
 impl Header {
-    fn decode(b: &[u8]) -> Header {
+    /// Reads a header from the first 40 bytes of `b` (missing bytes read as zero).
+    pub fn decode(b: &[u8]) -> Header {
         let i64_at = |at: usize| {
             b.get(at..at + 8)
                 .map_or(0, |s| i64::from_be_bytes(s.try_into().unwrap_or([0; 8])))
@@ -80,7 +81,11 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
-    fn decode(b: &[u8]) -> IndexEntry {
+    /// Reads an entry from the first 20 bytes of `b`.
+    ///
+    /// # Panics
+    /// If `b` is shorter than 20 bytes.
+    pub fn decode(b: &[u8]) -> IndexEntry {
         let mut a4 = [0u8; 4];
         let mut a8 = [0u8; 8];
         a4.copy_from_slice(&b[0..4]);
@@ -145,15 +150,18 @@ impl Layout {
         None
     }
 
-    fn slot_pos(&self, slot: u32) -> u64 {
+    /// Byte position of slot `slot`.
+    pub fn slot_pos(&self, slot: u32) -> u64 {
         HEADER_LEN + slot as u64 * SLOT_LEN
     }
 
-    fn entry_pos(&self, n: u32) -> u64 {
+    /// Byte position of entry `n`.
+    pub fn entry_pos(&self, n: u32) -> u64 {
         HEADER_LEN + self.slots as u64 * SLOT_LEN + n as u64 * ENTRY_LEN
     }
 
-    fn slot_of(&self, hash: i32) -> u32 {
+    /// The slot a key hash lands in.
+    pub fn slot_of(&self, hash: i32) -> u32 {
         (hash.unsigned_abs()) % self.slots
     }
 }

@@ -102,12 +102,9 @@ impl<B: Backend> MessageStore<B> {
         };
         // An id of another store (or a made-up one) may point into the middle of a record:
         // that is "no such message", not damage.
-        let starts_record = segment.read(offset - segment.start(), 8).is_some_and(|b| {
-            matches!(
-                u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
-                codec::MAGIC_V1 | codec::MAGIC_V2
-            )
-        });
+        let starts_record = segment
+            .read(offset - segment.start(), 8)
+            .is_some_and(|b| matches!(codec::peek_header(&b), Some((_, codec::MAGIC_V1 | codec::MAGIC_V2))));
         if !starts_record {
             return Ok(None);
         }

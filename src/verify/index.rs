@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use super::{Findings, LogFiles, Sev};
 use crate::checkpoint::Loaded;
 use crate::error::{Error, Result};
-use crate::index::file::{ENTRY_LEN, HEADER_LEN, Layout, SLOT_LEN, parse_name};
+use crate::index::file::{ENTRY_LEN, Header, IndexEntry, Layout, parse_name};
 use crate::index::{INDEX_DIR, indexed_keys, key_hash, tag_hash};
 use crate::segment::ReadOnlyMap;
 
@@ -20,19 +20,6 @@ use crate::segment::ReadOnlyMap;
 pub(super) struct IndexCount {
     pub(super) files: usize,
     pub(super) entries: u64,
-}
-
-fn be_i32(b: &[u8], at: usize) -> i32 {
-    b.get(at..at + 4)
-        .map_or(0, |s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-fn be_i64(b: &[u8], at: usize) -> i64 {
-    b.get(at..at + 8).map_or(0, |s| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(s);
-        i64::from_be_bytes(a)
-    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -84,7 +71,7 @@ pub(super) fn check_index(
         let path = dir.join(&rel);
         let map = ReadOnlyMap::open(&path).map_err(|e| Error::io(&path, e))?;
         let data: &[u8] = &map;
-        let header_count = be_i32(data, 36);
+        let header_count = Header::decode(data).index_count;
         let trusted = if trust_all || name < mark.file {
             header_count.clamp(1, layout.entries as i32)
         } else if name == mark.file {
@@ -93,7 +80,6 @@ pub(super) fn check_index(
             1
         };
         let sev = |n: i32| if n < trusted { Sev::Damage } else { Sev::Note };
-        let entries_at = HEADER_LEN + layout.slots as u64 * SLOT_LEN;
         let mut last_phy = i64::MIN;
         let mut problems = 0u64;
         let mut first: Option<(i32, String)> = None;
@@ -103,15 +89,15 @@ pub(super) fn check_index(
         let mut cached_phy = -1i64;
         let mut cached: std::result::Result<(), String> = Ok(());
         while (n as u32) < layout.entries {
-            let at = (entries_at + n as u64 * ENTRY_LEN) as usize;
-            let Some(e) = data.get(at..at + ENTRY_LEN as usize) else {
+            let at = layout.entry_pos(n as u32) as usize;
+            let Some(e) = data.get(at..at + ENTRY_LEN as usize).map(IndexEntry::decode) else {
                 break;
             };
-            if e.iter().all(|&b| b == 0) {
+            if e.is_zero() {
                 break;
             }
             count.entries += 1;
-            let (hash, phy, prev) = (be_i32(e, 0), be_i64(e, 4), be_i32(e, 16));
+            let (hash, phy, prev) = (e.key_hash, e.phy_offset, e.prev);
             let problem = if hash < 0 {
                 Some(format!("negative key hash {hash}"))
             } else if !(0..n).contains(&prev) {
@@ -167,7 +153,7 @@ pub(super) fn check_index(
             f.push(
                 sev(at),
                 &rel,
-                entries_at + at as u64 * ENTRY_LEN,
+                layout.entry_pos(at as u32),
                 format!("index entry {at}: {what}{more}; {action}"),
             );
         }
@@ -179,7 +165,9 @@ pub(super) fn check_index(
             );
         }
         // Slots point at entries that exist.
-        let table = data.get(HEADER_LEN as usize..entries_at as usize).unwrap_or(&[]);
+        let table = data
+            .get(layout.slot_pos(0) as usize..layout.entry_pos(0) as usize)
+            .unwrap_or(&[]);
         if let Some((s, v)) = table
             .chunks_exact(4)
             .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]))
@@ -189,7 +177,7 @@ pub(super) fn check_index(
             f.push(
                 if trusted >= n { Sev::Damage } else { Sev::Note },
                 &rel,
-                HEADER_LEN + s as u64 * SLOT_LEN,
+                layout.slot_pos(s as u32),
                 format!("hash slot {s} points at entry {v}, past the last entry ({})", n - 1),
             );
         }

@@ -411,17 +411,16 @@ fn index_files(out: &mut impl Write, dir: &std::path::Path, fail: &mut impl FnMu
             writeln!(out, "  {name} {}", fail(format!("unreadable: {e}")))?;
             continue;
         }
-        let i64_at = |at: usize| i64::from_be_bytes(header[at..at + 8].try_into().unwrap_or([0; 8]));
-        let i32_at = |at: usize| i32::from_be_bytes(header[at..at + 4].try_into().unwrap_or([0; 4]));
+        let h = mqstore::index::file::Header::decode(&header);
         writeln!(
             out,
             "  {name}  entries {}  slots used {}  offsets {}..={}  times {}..{}",
-            i32_at(36).saturating_sub(1),
-            i32_at(32),
-            i64_at(16),
-            i64_at(24),
-            format_millis(i64_at(0)),
-            format_millis(i64_at(8)),
+            h.index_count.saturating_sub(1),
+            h.hash_slot_count,
+            h.begin_phy_offset,
+            h.end_phy_offset,
+            format_millis(h.begin_timestamp),
+            format_millis(h.end_timestamp),
         )?;
     }
     Ok(())
