@@ -21,3 +21,11 @@ pub(crate) fn open_or_create(path: &Path) -> Result<File> {
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
+
+/// Parses a file name of exactly `len` ASCII digits (segment and index file names).
+pub(crate) fn parse_digits(name: &str, len: usize) -> Option<u64> {
+    if name.len() != len || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}

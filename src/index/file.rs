@@ -217,10 +217,7 @@ pub fn format_name(name: u64) -> String {
 
 /// Parses a 17-digit index file name.
 pub fn parse_name(name: &str) -> Option<u64> {
-    if name.len() != 17 || !name.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    name.parse().ok()
+    crate::files::parse_digits(name, 17)
 }
 
 /// Walks `hash`'s chain in the bytes of a whole index file of shape `layout` (for tools that

@@ -122,8 +122,5 @@ pub fn segment_name(start: u64) -> String {
 
 /// Parses a 20-digit segment file name.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
-    if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    name.parse().ok()
+    crate::files::parse_digits(name, 20)
 }
