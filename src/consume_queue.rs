@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
+
+pub mod registry;
 
 use crate::error::{Error, IoContext, Result};
 use crate::message::validate_topic;
@@ -91,6 +93,21 @@ pub struct ConsumeQueue<B: Backend> {
     flushed: AtomicU64,
     /// See [`ConsumeQueue::hole`].
     hole: Mutex<Option<(u64, u64)>>,
+    /// See [`ConsumeQueue::gap_filled`].
+    gap_filled: AtomicBool,
+    /// See [`ConsumeQueue::rebuilding`].
+    rebuilding: AtomicBool,
+}
+
+/// What [`ConsumeQueue::put`] did with a unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitPut {
+    /// Appended (after blank units, if there was a gap).
+    Written,
+    /// The queue already held this very unit.
+    Present,
+    /// The queue holds something else at that offset: this unit, or nothing readable.
+    Differs(Option<CqUnit>),
 }
 
 impl<B: Backend> ConsumeQueue<B> {
@@ -115,6 +132,8 @@ impl<B: Backend> ConsumeQueue<B> {
             min_offset: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             hole: Mutex::new(None),
+            gap_filled: AtomicBool::new(false),
+            rebuilding: AtomicBool::new(false),
         };
         cq.recover_end()?;
         Ok(cq)
@@ -245,21 +264,30 @@ impl<B: Backend> ConsumeQueue<B> {
         CqUnit::decode(&bytes)
     }
 
-    /// Appends the unit for the record with queue offset `queue_offset`. Idempotent: a unit at
-    /// or below what the queue already holds is skipped, so recovery can re-dispatch freely. A
-    /// gap (units lost, for example with a deleted file) is filled with blank units so that
-    /// offsets stay positional. Returns whether the unit was written.
-    pub fn put(&self, queue_offset: u64, unit: CqUnit, warm_up: bool) -> Result<bool> {
+    /// Appends the unit for the record with queue offset `queue_offset`. Idempotent: a unit
+    /// below what the queue already holds is not written again, so recovery can re-dispatch
+    /// freely; one that differs is handed back ([`UnitPut::Differs`]) for the caller to judge
+    /// against the log. A gap (units lost, for example with a deleted file) is filled with blank
+    /// units so that offsets stay positional, and remembered ([`gap_filled`](Self::gap_filled)).
+    pub fn put(&self, queue_offset: u64, unit: CqUnit, warm_up: bool) -> Result<UnitPut> {
         let mut writer = self.writer.lock();
         let max = self.max_offset();
         if queue_offset < max {
-            return Ok(false);
+            return Ok(match self.unit(queue_offset) {
+                Some(held) if held == unit => UnitPut::Present,
+                // Below the files held (retention, or a lost first file): nothing to compare.
+                None if queue_offset * UNIT_SIZE < self.segments.min_offset().unwrap_or(0) => UnitPut::Present,
+                held => UnitPut::Differs(held),
+            });
         }
         if queue_offset > max {
             tracing::warn!(
                 topic = %self.topic, queue_id = self.queue_id, expected = max, got = queue_offset,
                 "consume queue gap: filling with blank units"
             );
+            if max > 0 || !self.segments.is_empty() {
+                self.gap_filled.store(true, Ordering::Release);
+            }
         }
         let mut next = max;
         // Checked in this order so the common case (a queue with units) takes no lock here.
@@ -281,7 +309,79 @@ impl<B: Backend> ConsumeQueue<B> {
             // Only during recovery (no puts yet): keep the put counter at least at the end.
             self.assigned.fetch_max(next, Ordering::AcqRel);
         }
-        Ok(true)
+        Ok(UnitPut::Written)
+    }
+
+    /// Whether recovery is rebuilding this queue from the whole log (it takes records from
+    /// below the point where the other queues' dispatch starts).
+    pub fn rebuilding(&self) -> bool {
+        self.rebuilding.load(Ordering::Acquire)
+    }
+
+    /// Marks the queue as being rebuilt, or done.
+    pub fn set_rebuilding(&self, on: bool) {
+        self.rebuilding.store(on, Ordering::Release);
+    }
+
+    /// The first unit the queue's files hold (0 for a queue without files).
+    pub fn first_held(&self) -> u64 {
+        self.segments.min_offset().unwrap_or(0) / UNIT_SIZE
+    }
+
+    /// Units durable (flushed).
+    pub fn flushed_units(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// Whether a put found units missing before its own (a gap filled with blank units) in a
+    /// queue that already held units: their records may still be in the log.
+    pub fn gap_filled(&self) -> bool {
+        self.gap_filled.load(Ordering::Acquire)
+    }
+
+    /// Writes `units` over the units held from queue offset `first` on (a repair from the log),
+    /// durably. Units outside what the queue holds are left alone. Readers may go on reading:
+    /// a file they hold is replaced by a repaired copy rather than written under them.
+    pub fn rewrite_units(&self, first: u64, units: &[CqUnit]) -> Result<()> {
+        let mut writer = self.writer.lock();
+        // The writer holds the last file; the next put claims it again, at its end.
+        *writer = None;
+        let per = self.units_per_segment();
+        let held_from = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
+        let max = self.max_offset();
+        let mut at = first.max(held_from);
+        let end = (first + units.len() as u64).min(max);
+        while at < end {
+            let stop = (at - at % per + per).min(end);
+            let bytes: Vec<u8> = units[(at - first) as usize..(stop - first) as usize]
+                .iter()
+                .flat_map(|u| u.encode())
+                .collect();
+            self.segments.rewrite(at * UNIT_SIZE, &bytes)?;
+            at = stop;
+        }
+        if end > first.max(held_from) {
+            tracing::warn!(
+                topic = %self.topic, queue_id = self.queue_id, first, units = units.len(),
+                "consume-queue units repaired from the commit log"
+            );
+        }
+        Ok(())
+    }
+
+    /// Drops every unit and file of the queue, so that a dispatch from the start of the log
+    /// rebuilds it (its files were lost, or damaged beyond a local repair).
+    pub fn clear(&self) -> Result<()> {
+        let mut writer = self.writer.lock();
+        *writer = None;
+        self.segments.remove_all()?;
+        self.max_offset.store(0, Ordering::Release);
+        self.assigned.store(0, Ordering::Release);
+        self.flushed.store(0, Ordering::Release);
+        self.min_offset.store(0, Ordering::Release);
+        *self.hole.lock() = None;
+        self.gap_filled.store(false, Ordering::Release);
+        Ok(())
     }
 
     fn writable<'w>(
@@ -458,18 +558,30 @@ pub struct QueueTable<B: Backend> {
     units_per_segment: u64,
     size_from_disk: bool,
     queues: RwLock<FastMap<String, TopicQueues<B>>>,
+    registry: Option<registry::Registry>,
+    /// Queues whose files could not be loaded as a queue and were moved aside at open.
+    set_aside: Mutex<Vec<(String, u32)>>,
 }
 
 impl<B: Backend> QueueTable<B> {
     /// Loads every queue under `root` (`consumequeue/`). `size_from_disk`: take each queue's
-    /// file size from its files (stores written by RocketMQ).
-    pub fn open(backend: Arc<B>, root: PathBuf, units_per_segment: u64, size_from_disk: bool) -> Result<Self> {
+    /// file size from its files (stores written by RocketMQ). `registry`: where to record the
+    /// queues (see [`save_registry`](Self::save_registry)).
+    pub fn open(
+        backend: Arc<B>,
+        root: PathBuf,
+        units_per_segment: u64,
+        size_from_disk: bool,
+        registry: Option<registry::Registry>,
+    ) -> Result<Self> {
         let table = QueueTable {
             backend,
             root,
             units_per_segment,
             size_from_disk,
             queues: RwLock::new(FastMap::default()),
+            registry,
+            set_aside: Mutex::new(Vec::new()),
         };
         let topics = table.backend.list_dirs(&table.root).at(&table.root)?;
         let mut map = FastMap::default();
@@ -483,13 +595,50 @@ impl<B: Backend> QueueTable<B> {
                     .ok()
                     .filter(|_| qname.bytes().all(|b| b.is_ascii_digit()))
                     .ok_or_else(|| Error::layout(tdir.join(&qname), "queue directory is not a queue id"))?;
-                let cq = table.open_queue(&topic, queue_id)?;
+                let cq = match table.open_queue(&topic, queue_id) {
+                    Ok(cq) => cq,
+                    // Derived data: files that do not make a queue (a hole, a file of the wrong
+                    // size, a stray name) are moved aside and the queue is rebuilt from the log.
+                    Err(Error::Layout { path, reason }) => {
+                        tracing::warn!(
+                            topic, queue_id, path = %path.display(), %reason,
+                            "consume queue unusable: moving its files aside to rebuild it from the log"
+                        );
+                        table.move_aside(&topic, queue_id)?;
+                        table.set_aside.lock().push((topic.clone(), queue_id));
+                        table.open_queue(&topic, queue_id)?
+                    }
+                    Err(e) => return Err(e),
+                };
                 queues.insert(queue_id, Arc::new(cq));
             }
             map.insert(topic, queues);
         }
         *table.queues.write() = map;
         Ok(table)
+    }
+
+    /// Moves every file of a queue's directory into the store's `lost+found/`.
+    fn move_aside(&self, topic: &str, queue_id: u32) -> Result<()> {
+        let dir = self.root.join(topic).join(queue_id.to_string());
+        let store_dir = self.root.parent().unwrap_or(&self.root);
+        let aside = store_dir
+            .join(crate::store::LOST_FOUND_DIR)
+            .join(format!("{}-consumequeue", crate::commit_log::now_millis()))
+            .join(topic)
+            .join(queue_id.to_string());
+        self.backend.create_dir_all(&aside).at(&aside)?;
+        for (name, _) in self.backend.list(&dir).at(&dir)? {
+            let from = dir.join(&name);
+            self.backend.rename(&from, &aside.join(&name)).at(&from)?;
+        }
+        Ok(())
+    }
+
+    /// The queues whose files were moved aside at open (see [`open`](Self::open)): recovery
+    /// rebuilds them.
+    pub fn set_aside(&self) -> Vec<(String, u32)> {
+        self.set_aside.lock().clone()
     }
 
     fn open_queue(&self, topic: &str, queue_id: u32) -> Result<ConsumeQueue<B>> {
@@ -538,5 +687,30 @@ impl<B: Backend> QueueTable<B> {
             q.flush(least_pages).at(q.dir())?;
         }
         Ok(())
+    }
+
+    /// What the queues' files durably hold now, for the registry: queues with units only.
+    pub fn registered(&self) -> registry::Registered {
+        self.all()
+            .iter()
+            .filter(|q| q.max_offset() > 0)
+            .map(|q| {
+                let first = q.first_held();
+                let queue = registry::RegisteredQueue {
+                    first_offset: first,
+                    max_offset: q.flushed_units().max(first),
+                };
+                ((q.topic().to_string(), q.queue_id()), queue)
+            })
+            .collect()
+    }
+
+    /// Records the queues in the registry, after a flush and before the checkpoint that counts
+    /// them as dispatched. `exact`: also record growth (at close).
+    pub fn save_registry(&self, exact: bool) -> Result<()> {
+        match &self.registry {
+            Some(registry) => registry.save(self.registered(), exact),
+            None => Ok(()),
+        }
     }
 }

@@ -23,15 +23,15 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::files::sync_dir;
+use crate::files::{BackedUpFile, sync_dir};
 use crate::message::{validate_group, validate_topic};
 
 /// The directory, under the store directory, of RocketMQ's broker state.
@@ -301,22 +301,7 @@ impl ConsumerOffsets {
             sync_dir(&self.store_dir)?;
             flush.dir_ready = true;
         }
-        let main = self.dir.join(OFFSET_FILE);
-        let tmp = self.dir.join(OFFSET_TEMP_FILE);
-        let bak = self.dir.join(OFFSET_BACKUP_FILE);
-        {
-            let mut file = File::create(&tmp).at(&tmp)?;
-            file.write_all(bytes).at(&tmp)?;
-            file.sync_all().at(&tmp)?;
-        }
-        if flush.main_valid {
-            fs::rename(&main, &bak).at(&main)?;
-            // Until the next rename, only the backup holds a table.
-            flush.main_valid = false;
-        }
-        fs::rename(&tmp, &main).at(&tmp)?;
-        flush.main_valid = true;
-        sync_dir(&self.dir)
+        BackedUpFile::new(&self.dir, OFFSET_FILE).replace(bytes, &mut flush.main_valid)
     }
 }
 

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::codec::RecordView;
 use crate::codec::{self, Verify};
 use crate::commit_log::{CommitLog, Entry};
-use crate::consume_queue::{ConsumeQueue, CqUnit, QueueTable};
+use crate::consume_queue::{ConsumeQueue, CqUnit, QueueTable, UnitPut};
 use crate::error::Result;
 use crate::index::IndexService;
 use crate::message::validate_topic;
@@ -50,10 +51,26 @@ pub struct Targets<'a, B: Backend> {
     /// The consume queues.
     pub queues: &'a QueueTable<B>,
     /// Records below this offset do not go to the queues (only to the index: recovery's
-    /// catch-up of an index that is behind them).
+    /// catch-up of an index that is behind them), except to queues being rebuilt.
     pub queues_from: u64,
+    /// Whether some queue is [rebuilding](ConsumeQueue::rebuilding): records below
+    /// `queues_from` are then looked at for it.
+    pub rebuilding: bool,
     /// The index, if the store keeps one.
     pub index: Option<&'a IndexService<B>>,
+    /// Where to report units a queue holds that differ from the log's record (recovery repairs
+    /// them); `None`: leave them.
+    pub repairs: Option<&'a Mutex<Vec<UnitRepair<B>>>>,
+}
+
+/// A unit a queue holds that the record at its queue offset contradicts.
+pub struct UnitRepair<B: Backend> {
+    /// The queue.
+    pub queue: Arc<ConsumeQueue<B>>,
+    /// The queue offset.
+    pub queue_offset: u64,
+    /// The unit the log's record makes.
+    pub unit: CqUnit,
 }
 
 impl<B: Backend> Clone for Targets<'_, B> {
@@ -70,28 +87,27 @@ impl<'a, B: Backend> Targets<'a, B> {
         Targets {
             queues,
             queues_from: 0,
+            rebuilding: false,
             index,
+            repairs: None,
         }
     }
 }
 
-/// Dispatches every record in `from..limit` of `log` into the targets, passing over the `skip`
-/// ranges (damage recovery found; sorted). A record whose framing is damaged is logged and
-/// skipped to the next valid one. Stops early only at the end of what is readable, or where
-/// damage reaches the end of the active segment.
-pub fn dispatch_range<B: Backend>(
+/// Calls `record` for every record in `from..limit` of `log` (checked for framing and for the
+/// physical offset it carries), passing over the `skip` ranges (damage recovery found; sorted).
+/// A record whose framing is damaged is logged and skipped to the next valid one. Stops early
+/// only at the end of what is readable, or where damage reaches the end of the active segment.
+/// Returns where it stopped.
+pub fn for_each_record<B: Backend>(
     log: &CommitLog<B>,
-    targets: Targets<'_, B>,
     from: u64,
     limit: u64,
     skip: &[(u64, u64)],
-    warm_up: bool,
-) -> Result<Dispatched> {
-    let queues = targets.queues;
+    mut record: impl FnMut(u64, &RecordView<'_>) -> Result<()>,
+) -> Result<u64> {
     let mut skip = skip.iter().copied().peekable();
     let mut offset = from;
-    let mut last_timestamp = 0u64;
-    let mut cached: Option<Arc<ConsumeQueue<B>>> = None;
     while offset < limit {
         let Some(segment) = log.segment_at(offset) else {
             break;
@@ -128,9 +144,7 @@ pub fn dispatch_range<B: Backend>(
                     let resume = match next {
                         Some(next) => next,
                         None if segment.is_full() && segment.end() < limit => segment.end(),
-                        None => {
-                            return Ok(Dispatched { offset, last_timestamp });
-                        }
+                        None => return Ok(offset),
                     };
                     tracing::error!(offset, resume, %reason, "damaged record not dispatched");
                     offset = resume;
@@ -141,48 +155,90 @@ pub fn dispatch_range<B: Backend>(
                 }
             };
             match entry {
-                Entry::End => {
-                    return Ok(Dispatched { offset, last_timestamp });
-                }
+                Entry::End => return Ok(offset),
                 Entry::Blank { next } => {
                     offset = next;
                     break;
                 }
                 Entry::Record(view) => {
-                    last_timestamp = last_timestamp.max(view.store_timestamp.max(0) as u64);
-                    if let Some(index) = targets.index {
-                        index.index_record(&view);
-                    }
-                    if offset < targets.queues_from {
-                        offset += view.total_size as u64;
-                        continue;
-                    }
-                    if is_dispatched(view.sys_flag) {
-                        let cq = match &cached {
-                            Some(q) if q.topic() == view.topic && q.queue_id() == view.queue_id => Arc::clone(q),
-                            _ => {
-                                if let Err(e) = validate_topic(view.topic) {
-                                    tracing::error!(offset, error = %e, "record with an unusable topic name not dispatched");
-                                    offset += view.total_size as u64;
-                                    continue;
-                                }
-                                let q = queues.get_or_create(view.topic, view.queue_id)?;
-                                cached = Some(Arc::clone(&q));
-                                q
-                            }
-                        };
-                        let unit = CqUnit {
-                            commit_log_offset: offset,
-                            size: view.total_size,
-                            tags_code: view.tags_code(),
-                        };
-                        cq.put(view.queue_offset, unit, warm_up)?;
-                    }
+                    record(offset, &view)?;
                     offset += view.total_size as u64;
                 }
             }
         }
     }
+    Ok(offset)
+}
+
+/// Dispatches every record in `from..limit` of `log` into the targets, passing over the `skip`
+/// ranges (see [`for_each_record`]).
+pub fn dispatch_range<B: Backend>(
+    log: &CommitLog<B>,
+    targets: Targets<'_, B>,
+    from: u64,
+    limit: u64,
+    skip: &[(u64, u64)],
+    warm_up: bool,
+) -> Result<Dispatched> {
+    let queues = targets.queues;
+    let mut last_timestamp = 0u64;
+    let mut cached: Option<Arc<ConsumeQueue<B>>> = None;
+    let offset = for_each_record(log, from, limit, skip, |offset, view| {
+        last_timestamp = last_timestamp.max(view.store_timestamp.max(0) as u64);
+        if let Some(index) = targets.index {
+            index.index_record(view);
+        }
+        let below = offset < targets.queues_from;
+        if below && !targets.rebuilding || !is_dispatched(view.sys_flag) {
+            return Ok(());
+        }
+        let cq = match &cached {
+            Some(q) if q.topic() == view.topic && q.queue_id() == view.queue_id => Arc::clone(q),
+            _ => {
+                let q = if below {
+                    // Only a queue being rebuilt takes these, and it exists already.
+                    match queues.get(view.topic, view.queue_id) {
+                        Some(q) => q,
+                        None => return Ok(()),
+                    }
+                } else {
+                    if let Err(e) = validate_topic(view.topic) {
+                        tracing::error!(offset, error = %e, "record with an unusable topic name not dispatched");
+                        return Ok(());
+                    }
+                    queues.get_or_create(view.topic, view.queue_id)?
+                };
+                cached = Some(Arc::clone(&q));
+                q
+            }
+        };
+        if below && !cq.rebuilding() {
+            return Ok(());
+        }
+        let unit = CqUnit {
+            commit_log_offset: offset,
+            size: view.total_size,
+            tags_code: view.tags_code(),
+        };
+        if let UnitPut::Differs(held) = cq.put(view.queue_offset, unit, warm_up)? {
+            match targets.repairs {
+                Some(repairs) => repairs.lock().push(UnitRepair {
+                    queue: Arc::clone(&cq),
+                    queue_offset: view.queue_offset,
+                    unit,
+                }),
+                None => tracing::warn!(
+                    topic = view.topic,
+                    queue_id = view.queue_id,
+                    queue_offset = view.queue_offset,
+                    ?held,
+                    offset,
+                    "consume-queue unit differs from the log"
+                ),
+            }
+        }
+        Ok(())
+    })?;
     Ok(Dispatched { offset, last_timestamp })
 }
 

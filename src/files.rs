@@ -1,8 +1,9 @@
 //! The store's own small files (lock, checkpoint, metadata) live in its directory outside the
 //! segment backend: these are the file-system steps they share.
 
-use std::fs::{File, OpenOptions};
-use std::path::Path;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
 
@@ -28,4 +29,55 @@ pub(crate) fn parse_digits(name: &str, len: usize) -> Option<u64> {
         return None;
     }
     name.parse().ok()
+}
+
+/// A small file replaced whole and atomically, keeping its previous version as a backup:
+/// `name` (current), `name.bak` (previous), `name.tmp` (being written). At every instant the
+/// main file, or (between the two renames) the backup, holds a complete version.
+pub(crate) struct BackedUpFile {
+    dir: PathBuf,
+    main: PathBuf,
+    tmp: PathBuf,
+    bak: PathBuf,
+}
+
+impl BackedUpFile {
+    /// The file `name` in `dir`.
+    pub(crate) fn new(dir: &Path, name: &str) -> Self {
+        BackedUpFile {
+            dir: dir.to_path_buf(),
+            main: dir.join(name),
+            tmp: dir.join(format!("{name}.tmp")),
+            bak: dir.join(format!("{name}.bak")),
+        }
+    }
+
+    /// The main file.
+    pub(crate) fn main(&self) -> &Path {
+        &self.main
+    }
+
+    /// The backup.
+    pub(crate) fn backup(&self) -> &Path {
+        &self.bak
+    }
+
+    /// Replaces the file with `bytes`, durably. `main_valid`: whether the main file holds a
+    /// good version, which then becomes the backup (a corrupt main file must not replace a
+    /// good backup); updated as the renames happen. The directory must exist.
+    pub(crate) fn replace(&self, bytes: &[u8], main_valid: &mut bool) -> Result<()> {
+        {
+            let mut file = File::create(&self.tmp).at(&self.tmp)?;
+            file.write_all(bytes).at(&self.tmp)?;
+            file.sync_all().at(&self.tmp)?;
+        }
+        if *main_valid {
+            fs::rename(&self.main, &self.bak).at(&self.main)?;
+            // Until the next rename, only the backup holds a version.
+            *main_valid = false;
+        }
+        fs::rename(&self.tmp, &self.main).at(&self.tmp)?;
+        *main_valid = true;
+        sync_dir(&self.dir)
+    }
 }

@@ -24,14 +24,19 @@
 //!    when a queue has a hole, every unit from the start point on is rebuilt from the log.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::checkpoint::Loaded;
 use crate::codec::Verify;
 use crate::commit_log::{CommitLog, Entry};
-use crate::consume_queue::QueueTable;
-use crate::dispatch::{Targets, dispatch_range};
+use crate::consume_queue::registry::Registered;
+use crate::consume_queue::{ConsumeQueue, CqUnit, QueueTable};
+use crate::dispatch::{Targets, UnitRepair, dispatch_range};
 use crate::error::{IoContext, Result};
 use crate::index::{IndexRecovery, IndexService, key_hash, tag_hash};
+use crate::message::validate_topic;
 use crate::segment::{Backend, Segment, SegmentRef, Storage};
 
 /// RocketMQ 4.x's normal recovery checks the last three segments.
@@ -80,6 +85,12 @@ pub struct RecoveryReport {
     pub index: Option<IndexRecovery>,
     /// Where re-dispatch into the index started, if the index was behind the queues.
     pub indexed_from: Option<u64>,
+    /// Queues rebuilt from the whole log: their files had lost units (the registry knew of
+    /// more), or re-dispatch found units missing in the middle of them.
+    pub queues_rebuilt: Vec<(String, u32)>,
+    /// Units re-dispatch found different from the log's record at their queue offset
+    /// (damaged, or copied from another queue), rewritten from the log.
+    pub units_repaired: u64,
 }
 
 fn first_bytes_zero<S: Storage>(segment: &Segment<S>, pos: u64, len: u64) -> bool {
@@ -144,6 +155,7 @@ fn start_point<B: Backend>(
 pub fn recover<B: Backend>(
     log: &CommitLog<B>,
     queues: &QueueTable<B>,
+    registered: Option<&Registered>,
     index: Option<&IndexService<B>>,
     clean: bool,
     checkpoint: &Loaded,
@@ -268,6 +280,11 @@ pub fn recover<B: Backend>(
             report.truncated_segments.push(to);
         }
     }
+    let lost = lost_queues(queues, registered, log.min_offset())?;
+    for q in &lost {
+        q.clear()?;
+        q.set_rebuilding(true);
+    }
     for q in queues.all() {
         q.truncate_to_log(end)?;
         q.correct_min_offset(log.min_offset());
@@ -280,6 +297,11 @@ pub fn recover<B: Backend>(
     if report.missing_durable.is_some() {
         dispatch_from = log.min_offset();
         rebuild = true;
+    }
+    if registered.is_none() && queues.all().is_empty() && end > log.min_offset() {
+        // Nothing says which queues there were, and none is left: all of them are rebuilt.
+        tracing::warn!("no consume queue and no registry of them: dispatching the whole log");
+        dispatch_from = log.min_offset();
     }
     let hole_start = || {
         queues
@@ -320,14 +342,145 @@ pub fn recover<B: Backend>(
         }
         report.index = Some(found);
     }
+    if !lost.is_empty() {
+        from = from.min(log.min_offset());
+    }
     let skip: Vec<(u64, u64)> = report.damaged.iter().map(|d| (d.start, d.end)).collect();
+    let repairs = Mutex::new(Vec::new());
     let targets = Targets {
         queues,
         queues_from: dispatch_from,
+        rebuilding: !lost.is_empty(),
         index,
+        repairs: Some(&repairs),
     };
     dispatch_range(log, targets, from, end, &skip, warm_up)?;
+    // A queue that re-dispatch found units missing in (a file lost from its middle or its end,
+    // with no registry to tell) may hold fewer units than the log has for it: rebuilt whole.
+    let gapped: Vec<_> = queues
+        .all()
+        .into_iter()
+        .filter(|q| q.gap_filled() && !q.rebuilding())
+        .collect();
+    let mut repairs = repairs.into_inner();
+    repairs.retain(|r| !r.queue.gap_filled() || r.queue.rebuilding());
+    report.units_repaired = apply_repairs(repairs)?;
+    if !gapped.is_empty() {
+        for q in &gapped {
+            tracing::warn!(
+                topic = q.topic(),
+                queue_id = q.queue_id(),
+                "consume queue missed units: rebuilding it from the log"
+            );
+            q.clear()?;
+            q.set_rebuilding(true);
+        }
+        let targets = Targets {
+            queues,
+            queues_from: end,
+            rebuilding: true,
+            index: None,
+            repairs: None,
+        };
+        dispatch_range(log, targets, log.min_offset(), end, &skip, warm_up)?;
+    }
+    for q in lost.iter().chain(&gapped) {
+        q.set_rebuilding(false);
+        q.correct_min_offset(log.min_offset());
+        report.queues_rebuilt.push((q.topic().to_string(), q.queue_id()));
+    }
+    report.queues_rebuilt.sort();
     Ok(report)
+}
+
+/// The queues the registry knew that lost units since: no files left, first files gone, or
+/// fewer units than were durable. Created empty where missing.
+fn lost_queues<B: Backend>(
+    queues: &QueueTable<B>,
+    registered: Option<&Registered>,
+    log_min: u64,
+) -> Result<Vec<Arc<ConsumeQueue<B>>>> {
+    let mut lost = Vec::new();
+    for (topic, queue_id) in queues.set_aside() {
+        lost.extend(queues.get(&topic, queue_id));
+    }
+    if registered.is_none() {
+        // Nothing recorded what the queues held (a store RocketMQ or an older mqstore wrote, or
+        // a registry lost with both copies). A queue whose files start past unit 0 at a record
+        // above the log's start may have lost its first files: its earlier records can still
+        // be in the log. Retention leaves the same picture for a sparse queue; the rebuild then
+        // finds nothing more, at the price of one walk of the log.
+        for q in queues.all() {
+            let first = q.first_held();
+            let start = (first..q.max_offset().min(first + 256)).find_map(|i| q.unit(i).filter(|u| !u.is_blank()));
+            if first > 0 && start.is_some_and(|u| u.commit_log_offset > log_min) {
+                tracing::warn!(
+                    topic = q.topic(),
+                    queue_id = q.queue_id(),
+                    first,
+                    "consume queue starts past its first unit with no registry: rebuilding it from the log"
+                );
+                lost.push(q);
+            }
+        }
+        return Ok(lost);
+    }
+    for ((topic, queue_id), known) in registered.into_iter().flatten() {
+        if let Err(e) = validate_topic(topic) {
+            tracing::warn!(topic, error = %e, "consume-queue registry names an unusable topic: ignored");
+            continue;
+        }
+        let held = queues.get(topic, *queue_id);
+        if held.as_ref().is_some_and(|q| lost.iter().any(|l| Arc::ptr_eq(l, q))) {
+            continue;
+        }
+        let why = match &held {
+            None => "its files are missing",
+            Some(q) if q.first_held() > known.first_offset => "its first files are missing",
+            Some(q) if q.max_offset() < known.max_offset => "it holds fewer units than were durable",
+            Some(_) => continue,
+        };
+        tracing::warn!(
+            topic,
+            queue_id,
+            first = known.first_offset,
+            max = known.max_offset,
+            why,
+            "consume queue lost units: rebuilding it from the log"
+        );
+        lost.push(match held {
+            Some(q) => q,
+            None => queues.get_or_create(topic, *queue_id)?,
+        });
+    }
+    Ok(lost)
+}
+
+/// Rewrites the units re-dispatch found wrong, one run of neighbouring units at a time.
+fn apply_repairs<B: Backend>(mut repairs: Vec<UnitRepair<B>>) -> Result<u64> {
+    repairs.sort_by(|a, b| {
+        (a.queue.topic(), a.queue.queue_id(), a.queue_offset).cmp(&(
+            b.queue.topic(),
+            b.queue.queue_id(),
+            b.queue_offset,
+        ))
+    });
+    let mut repaired = 0u64;
+    let mut rest = &repairs[..];
+    while let Some(first) = rest.first() {
+        let run = rest
+            .iter()
+            .enumerate()
+            .take_while(|(i, r)| {
+                Arc::ptr_eq(&r.queue, &first.queue) && r.queue_offset == first.queue_offset + *i as u64
+            })
+            .count();
+        let units: Vec<CqUnit> = rest[..run].iter().map(|r| r.unit).collect();
+        first.queue.rewrite_units(first.queue_offset, &units)?;
+        repaired += run as u64;
+        rest = &rest[run..];
+    }
+    Ok(repaired)
 }
 
 /// Index recovery: entries past the checkpoint's mark are checked against the (recovered) log,

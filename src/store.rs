@@ -15,6 +15,7 @@ use crate::codec::{self, RecordShape};
 use crate::codec::{EncodedRecord, RecordSpec, Verify};
 use crate::commit_log::{Appending, CommitLog, now_millis};
 use crate::config::StoreConfig;
+use crate::consume_queue::registry::Registry;
 use crate::consume_queue::{ConsumeQueue, QueueTable, UNIT_SIZE};
 use crate::consumer_offset::ConsumerOffsets;
 use crate::dispatch::{DispatchShared, Dispatcher};
@@ -217,11 +218,13 @@ impl<B: Backend> MessageStore<B> {
             config.zero_fill(),
             pool,
         )?);
+        let (registry, registered) = Registry::load(&dir);
         let queues = Arc::new(QueueTable::open(
             Arc::clone(&backend),
             cq_dir,
             meta.consume_queue_segment_size / UNIT_SIZE,
             rocketmq_written,
+            Some(registry),
         )?);
 
         let index = if config.message_index {
@@ -244,6 +247,7 @@ impl<B: Backend> MessageStore<B> {
         let recovery = recover(
             &log,
             &queues,
+            registered.as_ref(),
             index.as_deref(),
             clean,
             &loaded,
@@ -257,6 +261,7 @@ impl<B: Backend> MessageStore<B> {
         // Make the recovered state durable and record it, so the next recovery starts here.
         log.flush(0).at(&log_dir)?;
         queues.flush_all(0)?;
+        queues.save_registry(true)?;
         let index_mark = match &index {
             Some(index) => index.flush()?,
             None => IndexMark::default(),
@@ -882,15 +887,18 @@ impl<B: Backend> MessageStore<B> {
         self.dispatcher.stop();
         self.flusher.stop();
         let offsets_flushed = self.offsets.close();
-        let flushed = self.flush().and_then(|()| {
-            write_checkpoint(
-                &self.log,
-                &self.queues,
-                self.index.as_deref(),
-                self.dispatcher.shared(),
-                &self.checkpoint,
-            )
-        });
+        let flushed = self
+            .flush()
+            .and_then(|()| self.queues.save_registry(true))
+            .and_then(|()| {
+                write_checkpoint(
+                    &self.log,
+                    &self.queues,
+                    self.index.as_deref(),
+                    self.dispatcher.shared(),
+                    &self.checkpoint,
+                )
+            });
         if caught_up && flushed.is_ok() && self.writeable.load(Ordering::Acquire) && !self.log.flush_failed() {
             let abort = self.dir.join(ABORT_FILE);
             fs::remove_file(&abort).at(&abort)?;
@@ -958,6 +966,7 @@ fn write_checkpoint<B: Backend>(
     let dispatched = dispatch.dispatched();
     let dispatched_ts = dispatch.dispatched_timestamp();
     queues.flush_all(0)?;
+    queues.save_registry(false)?;
     let last = checkpoint.last();
     let log_flushed = log.flushed_offset();
     let index_mark = match index {

@@ -191,20 +191,28 @@ fn status_reports_offsets_outside_the_queue() {
 #[test]
 fn offset_below_the_queue_minimum_is_reported_not_clamped() {
     let dir = tempfile::tempdir().unwrap();
-    // 64 units per consume-queue file (small_config): 150 messages fill two files and part of
-    // a third.
+    // 64 units per consume-queue file and 64 KiB commit-log segments (small_config): 150
+    // messages of 600 bytes fill two queue files and part of a third, and two log segments.
     let store = MessageStore::open(config(dir.path())).unwrap();
-    put_n(&store, "t", 0, 150);
+    for _ in 0..150 {
+        store.put(Message::new("t", 0, vec![7u8; 600])).unwrap();
+    }
     store.commit_offset("g", "t", 0, 10).unwrap();
     store.close().unwrap();
 
-    // What retention does to a queue: its oldest file goes.
-    let first = dir.path().join("consumequeue/t/0/00000000000000000000");
-    std::fs::remove_file(&first).unwrap();
+    // What retention does: the oldest log segment goes, and the queue file wholly below it.
+    std::fs::remove_file(dir.path().join("commitlog/00000000000000000000")).unwrap();
+    std::fs::remove_file(dir.path().join("consumequeue/t/0/00000000000000000000")).unwrap();
 
     let store = MessageStore::open(config(dir.path())).unwrap();
     let min = store.min_offset("t", 0);
-    assert_eq!(min, 64, "the queue starts at its second file");
+    assert!(
+        min > 64 && min < 150,
+        "the queue starts at the first record left: {min}"
+    );
+    let first = store.get("t", 0, min, 1).unwrap();
+    assert_eq!(first.messages[0].queue_offset(), min);
+    assert!(first.messages[0].commit_log_offset() >= 64 * 1024);
     let listed = store.group_offsets("g").unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].offset, 10, "never clamped");

@@ -528,7 +528,12 @@ pub struct BaseStore {
     pub files: BTreeMap<String, Vec<u8>>,
     /// What it holds.
     pub messages: Vec<BaseMessage>,
+    /// Its consume-queue registry, kept out of `files` (see [`RecoverInput::registry`]).
+    pub registry: Option<Vec<u8>>,
 }
+
+/// Where the consume-queue registry lives in a store.
+pub const REGISTRY_PATH: &str = "config/consumeQueues.json";
 
 /// The base store, built once per process.
 pub fn base_store() -> &'static BaseStore {
@@ -577,9 +582,14 @@ pub fn build_base_store() -> BaseStore {
     let mut files = BTreeMap::new();
     read_tree(dir.path(), "", &mut files);
     files.remove("lock");
+    let registry = files.remove(REGISTRY_PATH);
     let records = normalize_commit_log(&mut files);
     normalize_checkpoint(&mut files, (BASE_STORE_TIMESTAMP + records).saturating_sub(1) as i64);
-    BaseStore { files, messages }
+    BaseStore {
+        files,
+        messages,
+        registry,
+    }
 }
 
 fn read_tree(root: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
@@ -809,6 +819,10 @@ pub struct RecoverInput {
     pub checkpoint: Option<Vec<u8>>,
     /// Open with `verify_crc_on_read(false)`.
     pub verify_off: bool,
+    /// Add the base store's consume-queue registry (`config/consumeQueues.json`), which the
+    /// base files leave out so that file indices stay what they were before it existed: a store
+    /// without it is one an older mqstore or RocketMQ wrote.
+    pub registry: bool,
     /// Changes to the files, in order (at most [`MAX_FILE_OPS`]).
     pub ops: Vec<FileOp>,
 }
@@ -826,6 +840,7 @@ impl RecoverInput {
             abort: flags & 0x01 != 0,
             drop_meta: flags & 0x02 != 0,
             verify_off: flags & 0x20 != 0,
+            registry: flags & 0x40 != 0,
             ..Default::default()
         };
         if flags & 0x04 != 0 {
@@ -900,7 +915,8 @@ impl RecoverInput {
             | u8::from(self.meta.is_some()) << 2
             | u8::from(self.checkpoint.is_some()) << 3
             | u8::from(self.from_empty) << 4
-            | u8::from(self.verify_off) << 5;
+            | u8::from(self.verify_off) << 5
+            | u8::from(self.registry) << 6;
         w.u8(flags);
         if let Some(meta) = &self.meta {
             w.u8(meta.len() as u8).bytes(meta);
@@ -964,6 +980,12 @@ impl RecoverInput {
         };
         if self.abort {
             files.insert("abort".into(), Vec::new());
+        }
+        if self.registry
+            && !self.from_empty
+            && let Some(registry) = &base.registry
+        {
+            files.insert(REGISTRY_PATH.into(), registry.clone());
         }
         if self.drop_meta {
             files.remove("mqstore.meta");
@@ -1837,17 +1859,8 @@ pub fn generated_seeds(repo: &Path) -> Vec<(String, Vec<u8>)> {
 /// `tests/fuzz_corpus.rs` checks that each still fails; once the library is fixed that test says
 /// so, and the entry moves to the target's seeds ([`recover_seeds`] for recover_store).
 pub fn known_crashes() -> Vec<(&'static str, &'static str, Vec<u8>, &'static str, &'static str)> {
-    // Open bugs, minimized; fixed ones move to the seeds (`found_seeds`).
-    vec![(
-        "recover_store",
-        "cq-reopen-reads-differently",
-        vec![
-            0, 1, 0, 243, 1, 16, 12, 2, 255, 0, 0, 0, 1, 3, 3, 1, 1, 1, 243, 243, 243, 243, 243, 243, 243, 243, 243,
-            243, 243, 0, 60, 3, 94, 255, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 190,
-        ],
-        "issue 10 items 7-9: the first open leaves queue fuzz/1 unreadable from offset 0, a second open rebuilds it",
-        "reopening after a successful open and close reads differently",
-    )]
+    // Open bugs, minimized; fixed ones move to the seeds (`found_seeds`). None is open.
+    Vec::new()
 }
 
 /// Index of `path` in `files`, as [`FileOp`]s pick files.
@@ -2230,6 +2243,17 @@ fn found_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
                     ),
                 ],
             ),
+        ),
+        (
+            // The first open left queue fuzz/1 unreadable from offset 0 and only a second open
+            // rebuilt it (found by CI's fuzz smoke, kept as a known crash since). Recovery now
+            // compares each unit re-dispatch passes with the log's record, rewrites those that
+            // differ and rebuilds a queue that missed units, in the same open.
+            "found-cq-reopen-reads-differently",
+            RecoverInput::decode(&[
+                0, 1, 0, 243, 1, 16, 12, 2, 255, 0, 0, 0, 1, 3, 3, 1, 1, 1, 243, 243, 243, 243, 243, 243, 243, 243,
+                243, 243, 243, 0, 60, 3, 94, 255, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 190,
+            ]),
         ),
         (
             // After a crash, queue fuzz/0's first file moved to other/0 (no record in the log)

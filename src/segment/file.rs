@@ -304,6 +304,22 @@ impl<S: Storage> Segment<S> {
         Ok(())
     }
 
+    /// Overwrites published bytes at `pos` and makes them durable: the repair of a consume-queue
+    /// unit found wrong. Needs exclusive access, like `set_readable`; the readable end stays.
+    pub fn overwrite(&mut self, pos: u64, data: &[u8]) -> io::Result<()> {
+        let end = pos
+            .checked_add(data.len() as u64)
+            .filter(|&end| end <= self.readable())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "overwrite past the readable end"))?;
+        // SAFETY: `&mut self` proves no reader slice or writer of this segment is alive, and
+        // `pos..end` lies within the readable part of the storage (checked above).
+        unsafe { self.storage.write(pos as usize, data) };
+        self.storage.flush(pos as usize, (end - pos) as usize)?;
+        // No writer exists (it would hold a reference): let the next one claim the segment.
+        *self.claimed.get_mut() = false;
+        Ok(())
+    }
+
     /// Faults every page in ahead of the writer (warm-up); may run while the writer appends.
     pub fn warm_up(&self) -> io::Result<()> {
         self.storage.warm_up()

@@ -268,7 +268,7 @@ impl<B: Backend> SegmentQueue<B> {
                 let path = last.path().to_path_buf();
                 match Arc::get_mut(last) {
                     Some(seg) => seg.zero_tail(cut, readable).at(&path)?,
-                    None => *last = Arc::new(self.copy_prefix(last, cut)?),
+                    None => *last = Arc::new(self.copy_prefix(last, cut, None)?),
                 }
             } else if let Some(seg) = Arc::get_mut(last) {
                 // Nothing to cut, but a writer may have claimed it: let the next one claim it.
@@ -278,8 +278,46 @@ impl<B: Backend> SegmentQueue<B> {
         Ok(removed)
     }
 
-    /// A new file for `segment` holding its first `cut` bytes, renamed over its file.
-    fn copy_prefix(&self, segment: &SegmentRef<B>, cut: u64) -> Result<Segment<B::Storage>> {
+    /// Overwrites the published bytes at `offset` with `data` (within one segment) and makes
+    /// them durable: the repair of units found wrong. Readers may hold the segment: then its
+    /// bytes are not touched, and a copy with the new bytes replaces the file (as
+    /// [`truncate_live`](Self::truncate_live) does), so readers keep the old, unchanged bytes.
+    /// The caller must have dropped the segment's writer and keep new ones out.
+    pub fn rewrite(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let mut segments = self.segments.write();
+        let first = segments.first().map_or(0, |s| s.start());
+        let idx = offset
+            .checked_sub(first)
+            .map(|d| (d / self.segment_size) as usize)
+            .filter(|&i| i < segments.len())
+            .ok_or_else(|| Error::layout(&self.dir, format!("no segment holds offset {offset}")))?;
+        let slot = &mut segments[idx];
+        let pos = offset - slot.start();
+        if pos + data.len() as u64 > slot.readable() {
+            return Err(Error::layout(
+                slot.path(),
+                format!("rewrite at {offset} past the readable end"),
+            ));
+        }
+        let path = slot.path().to_path_buf();
+        match Arc::get_mut(slot) {
+            Some(seg) => seg.overwrite(pos, data).at(&path)?,
+            None => {
+                let readable = slot.readable();
+                *slot = Arc::new(self.copy_prefix(slot, readable, Some((pos, data)))?);
+            }
+        }
+        Ok(())
+    }
+
+    /// A new file for `segment` holding its first `cut` bytes (with `patch` applied), renamed
+    /// over its file.
+    fn copy_prefix(
+        &self,
+        segment: &SegmentRef<B>,
+        cut: u64,
+        patch: Option<(u64, &[u8])>,
+    ) -> Result<Segment<B::Storage>> {
         let path = segment.path().to_path_buf();
         let aside = self.dir.join(format!(".{}.creating", segment_name(segment.start())));
         // Left by a crash in an earlier attempt (open removes such files too); absent normally.
@@ -297,6 +335,9 @@ impl<B: Backend> SegmentQueue<B> {
                 .read(0, cut as usize)
                 .ok_or_else(|| Error::layout(&path, "the kept prefix is not readable"))?;
             w.write(&prefix);
+            if let Some((pos, bytes)) = patch {
+                w.patch(pos, bytes);
+            }
             w.publish();
         }
         fresh.flush(0).at(&aside)?;
@@ -304,7 +345,7 @@ impl<B: Backend> SegmentQueue<B> {
         // Frees the writer claim; the data stays readable up to `cut`.
         fresh.set_readable(cut);
         self.backend.rename(&aside, &path).at(&path)?;
-        tracing::info!(path = %path.display(), cut, "segment held by readers: truncated by replacing its file");
+        tracing::info!(path = %path.display(), cut, "segment held by readers: rewritten by replacing its file");
         Ok(fresh)
     }
 
@@ -324,6 +365,17 @@ impl<B: Backend> SegmentQueue<B> {
         let first = segments.remove(0);
         self.backend.remove(first.path()).at(first.path())?;
         Ok(Some(first))
+    }
+
+    /// Removes every segment from the queue and deletes their files, newest first (a crash in
+    /// the middle leaves a queue that still starts where it did). Readers that still hold one
+    /// keep their mapping until they drop it.
+    pub fn remove_all(&self) -> Result<()> {
+        let mut segments = self.segments.write();
+        while let Some(last) = segments.pop() {
+            self.backend.remove(last.path()).at(last.path())?;
+        }
+        Ok(())
     }
 
     /// The backend.
