@@ -4,18 +4,25 @@
 //! the same thread *after* the segment is handed over, racing ahead of the writer instead of
 //! making it wait.
 //!
-//! With zero-fill on, the thread also writes each prepared segment's zeros to disk before
+//! Segments retention took out of the log wait in a small recycle bin (`recycled/`, beside
+//! `commitlog/`): the next segment is then the oldest one's file renamed, with its blocks already
+//! allocated and written and its pages most likely still cached, instead of a new file whose
+//! every page must be provisioned again (see `docs/format.md` on what a recycled file holds).
+//!
+//! With zero-fill on, the thread also writes each new segment's zeros to disk before
 //! handing it over, at idle I/O priority. That is an optimisation only (the file already reads
 //! as zeros): when the writer needs the segment before its zeros are all written, the fill stops
 //! at the next chunk and the writer takes the segment as it is.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::Result;
-use crate::segment::{Backend, Segment, SegmentQueue};
+use crate::error::{IoContext, Result};
+use crate::segment::{Backend, Segment, SegmentQueue, segment_name};
 
 struct State<S: crate::segment::Storage> {
     /// Start offset of the segment wanted next.
@@ -37,6 +44,16 @@ struct Shared<B: Backend> {
     segments: Arc<SegmentQueue<B>>,
     warm_up: bool,
     zero_fill: bool,
+    bin: RecycleBin<B::Storage>,
+}
+
+/// Retired segments kept for reuse, in their own directory under their old names.
+struct RecycleBin<S: crate::segment::Storage> {
+    dir: PathBuf,
+    capacity: usize,
+    segments: Mutex<Vec<Segment<S>>>,
+    /// Segments handed out again, since open.
+    reused: AtomicU64,
 }
 
 /// Prepares the next segment of a queue in the background.
@@ -47,8 +64,17 @@ pub struct Preallocator<B: Backend> {
 
 impl<B: Backend> Preallocator<B> {
     /// Starts the allocation thread for `segments`; `warm_up` and `zero_fill` as the store's
-    /// configuration says.
-    pub fn start(segments: Arc<SegmentQueue<B>>, warm_up: bool, zero_fill: bool) -> std::io::Result<Self> {
+    /// configuration says. `bin_dir`: where up to `recycle` retired segments wait for reuse;
+    /// files left there by an earlier run are taken back (if they have the segment size) or
+    /// removed.
+    pub fn start(
+        segments: Arc<SegmentQueue<B>>,
+        warm_up: bool,
+        zero_fill: bool,
+        bin_dir: &Path,
+        recycle: usize,
+    ) -> Result<Self> {
+        let bin = RecycleBin::open(&segments, bin_dir, recycle)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 wanted: None,
@@ -62,11 +88,13 @@ impl<B: Backend> Preallocator<B> {
             segments,
             warm_up,
             zero_fill,
+            bin,
         });
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("mqstore-allocate".into())
-            .spawn(move || run(&s))?;
+            .spawn(move || run(&s))
+            .at(bin_dir)?;
         Ok(Preallocator {
             shared,
             thread: Mutex::new(Some(thread)),
@@ -102,6 +130,41 @@ impl<B: Backend> Preallocator<B> {
             }
             None => None,
         }
+    }
+
+    /// Keeps a retired segment for reuse, renaming its file into the bin. Gives it back when the
+    /// bin is full or recycling is off: the caller removes its file.
+    pub fn recycle(&self, segment: Segment<B::Storage>) -> Result<Option<Segment<B::Storage>>> {
+        let bin = &self.shared.bin;
+        let mut held = bin.segments.lock();
+        if held.len() >= bin.capacity {
+            return Ok(Some(segment));
+        }
+        let backend = self.shared.segments.backend();
+        backend.create_dir_all(&bin.dir).at(&bin.dir)?;
+        let to = bin.dir.join(segment_name(segment.start()));
+        let from = segment.path().to_path_buf();
+        backend.rename(&from, &to).at(&from)?;
+        match segment.recycle(0, to.clone()) {
+            Some(segment) => held.push(segment),
+            None => backend.remove(&to).at(&to)?,
+        }
+        Ok(None)
+    }
+
+    /// Segments in the bin now, and segments reused since open.
+    pub fn recycled(&self) -> (usize, u64) {
+        let bin = &self.shared.bin;
+        (bin.segments.lock().len(), bin.reused.load(Ordering::Relaxed))
+    }
+
+    /// Makes the segment at `start` now, on the caller's thread: from the bin if it holds one,
+    /// else a new file (no warm-up: the writer is waiting).
+    pub fn prepare_now(&self, start: u64) -> Result<Arc<Segment<B::Storage>>> {
+        if let Some(segment) = self.shared.bin.take(&self.shared.segments, start)? {
+            return Ok(Arc::new(segment));
+        }
+        Ok(Arc::new(self.shared.segments.prepare(start, false)?))
     }
 
     /// Waits until the thread has nothing in progress: every requested segment created (and
@@ -167,8 +230,16 @@ fn run<B: Backend>(shared: &Shared<B>) {
         state.busy = Some(start);
         state.hurry = false;
         drop(state);
-        let prepared = shared.segments.prepare(start, false).map(|mut segment| {
-            if shared.zero_fill {
+        let recycled = shared.bin.take(&shared.segments, start);
+        let fresh = matches!(recycled, Ok(None));
+        let prepared = match recycled {
+            Ok(Some(segment)) => Ok(segment),
+            Ok(None) => shared.segments.prepare(start, false),
+            Err(e) => Err(e),
+        };
+        let prepared = prepared.map(|mut segment| {
+            // A recycled file's blocks are written already: nothing for zero-fill to do.
+            if shared.zero_fill && fresh {
                 let hurry = || shared.state.lock().hurry;
                 match segment.write_zeros(&hurry) {
                     Ok(true) => {}
@@ -197,5 +268,43 @@ fn run<B: Backend>(shared: &Shared<B>) {
             state.warming = false;
             shared.cv.notify_all();
         }
+    }
+}
+
+impl<S: crate::segment::Storage> RecycleBin<S> {
+    fn open<B: Backend<Storage = S>>(segments: &SegmentQueue<B>, dir: &Path, capacity: usize) -> Result<Self> {
+        let backend = segments.backend();
+        let mut held = Vec::new();
+        for (name, len) in backend.list(dir).at(dir)? {
+            let path = dir.join(&name);
+            if held.len() < capacity && len == segments.segment_size() && !name.starts_with('.') {
+                let storage = backend.open(&path).at(&path)?;
+                held.push(Segment::new(storage, 0, path, 0));
+            } else {
+                backend.remove(&path).at(&path)?;
+            }
+        }
+        Ok(RecycleBin {
+            dir: dir.to_path_buf(),
+            capacity,
+            segments: Mutex::new(held),
+            reused: AtomicU64::new(0),
+        })
+    }
+
+    /// A segment from the bin, renamed to be the one at `start` of `segments`; `None` when the
+    /// bin is empty.
+    fn take<B: Backend<Storage = S>>(&self, segments: &SegmentQueue<B>, start: u64) -> Result<Option<Segment<S>>> {
+        let Some(segment) = self.segments.lock().pop() else {
+            return Ok(None);
+        };
+        let from = segment.path().to_path_buf();
+        let to = segments.dir().join(segment_name(start));
+        let backend = segments.backend();
+        backend.create_dir_all(segments.dir()).at(segments.dir())?;
+        backend.rename(&from, &to).at(&from)?;
+        self.reused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(start, "segment recycled");
+        Ok(segment.recycle(start, to))
     }
 }

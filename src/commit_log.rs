@@ -91,6 +91,36 @@ pub struct CommitLog<B: Backend> {
     /// A flush failed: after a failed fsync the kernel may have dropped the dirty pages, so
     /// nothing written since can be trusted to reach the disk.
     flush_failed: AtomicBool,
+    /// Bytes of the file system a new segment must leave available (0: no check).
+    reserved_space: u64,
+}
+
+/// The directory, beside `commitlog/`, of retired segments waiting for reuse.
+pub const RECYCLED_DIR: &str = "recycled";
+
+/// How the log provisions its segments.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogOptions {
+    /// Fault each new segment's pages in ahead of the writer.
+    pub warm_up: bool,
+    /// Write each new segment's zeros to disk before it is used.
+    pub zero_fill: bool,
+    /// Up to this many segments retention takes out wait for reuse in [`RECYCLED_DIR`].
+    pub recycle: usize,
+    /// A new segment is refused with [`Error::DiskFull`] when the file system would be left
+    /// with less than this many bytes available (0: no check).
+    pub reserved_space: u64,
+}
+
+/// A segment retention took out of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retired {
+    /// Where it started.
+    pub start: u64,
+    /// Its size.
+    pub bytes: u64,
+    /// Whether its file went to the recycle bin (else it was removed).
+    pub recycled: bool,
 }
 
 /// Wall-clock time in milliseconds since the Unix epoch (0 before it).
@@ -102,22 +132,28 @@ pub(crate) fn now_millis() -> u64 {
 
 impl<B: Backend> CommitLog<B> {
     /// Loads the segments of `dir`. Every segment is fully readable until [`set_end`] is called
-    /// by recovery.
+    /// by recovery. See [`LogOptions`] for the rest.
     ///
     /// [`set_end`]: CommitLog::set_end
     pub fn open(
         backend: Arc<B>,
         dir: &Path,
         size: SizeRule,
-        warm_up: bool,
-        zero_fill: bool,
+        options: LogOptions,
         pool: Option<Arc<BufferPool>>,
     ) -> Result<Self> {
+        let LogOptions {
+            warm_up,
+            zero_fill,
+            recycle,
+            reserved_space,
+        } = options;
         let segments = Arc::new(SegmentQueue::open(backend, dir, size)?);
         let end = segments.max_offset();
         // With write buffers, appends never touch the file's pages: warming them is wasted work.
         let warm_up = warm_up && pool.is_none();
-        let allocator = Preallocator::start(Arc::clone(&segments), warm_up, zero_fill).at(dir)?;
+        let bin = dir.with_file_name(RECYCLED_DIR);
+        let allocator = Preallocator::start(Arc::clone(&segments), warm_up, zero_fill, &bin, recycle)?;
         Ok(CommitLog {
             segments,
             allocator,
@@ -134,6 +170,7 @@ impl<B: Backend> CommitLog<B> {
             flushed_timestamp: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             flush_failed: AtomicBool::new(false),
+            reserved_space,
         })
     }
 
@@ -214,8 +251,62 @@ impl<B: Backend> CommitLog<B> {
     fn stop(&self, discard_prepared: bool) {
         let mut state = self.state.lock();
         self.closed.store(true, Ordering::Release);
+        if discard_prepared && let Some(w) = state.writer.as_mut() {
+            // A clean close: zeros after the last record say where the log ends, even in a
+            // recycled segment whose older records lie past it.
+            if let Err(e) = w.mark_end() {
+                tracing::warn!(error = %e, "could not write the end mark of the log");
+            }
+        }
         state.writer = None;
         self.allocator.stop(discard_prepared);
+    }
+
+    /// When the first segment was last written: the store time of the record that follows it,
+    /// the first of the next segment (the roll-over that sealed it wrote its filler at that
+    /// moment). `None` when there is no next segment or it holds no record yet.
+    pub fn first_segment_sealed_at(&self) -> Option<(SegmentRef<B>, u64)> {
+        let segments = self.segments.snapshot();
+        let (first, next) = (segments.first()?, segments.get(1)?);
+        let bytes = next.read_from(0)?;
+        match codec::decode(&bytes, Verify::Framing) {
+            Ok(Frame::Record(view)) if view.physical_offset == next.start() => {
+                Some((Arc::clone(first), view.store_timestamp.max(0) as u64))
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes the first segment out of the log (never the last one): its file goes to the
+    /// recycle bin when nobody holds the segment and the bin has room, else it is removed.
+    /// Readers that hold it keep reading it: its mapping lives until the last one drops it.
+    pub fn retire_first(&self, start: u64) -> Result<Option<Retired>> {
+        let Some(segment) = self
+            .segments
+            .pop_first_if(|first, len| first.start() == start && len > 1)
+        else {
+            return Ok(None);
+        };
+        let (bytes, path) = (segment.size(), segment.path().to_path_buf());
+        let kept = match Arc::try_unwrap(segment) {
+            // Handed back: the bin is full.
+            Ok(segment) => self.allocator.recycle(segment)?.is_none(),
+            Err(_held) => false,
+        };
+        if !kept {
+            self.segments.backend().remove(&path).at(&path)?;
+        }
+        tracing::info!(start, bytes, recycled = kept, "commit-log segment retired");
+        Ok(Some(Retired {
+            start,
+            bytes,
+            recycled: kept,
+        }))
+    }
+
+    /// Segments waiting in the recycle bin now, and segments reused since open.
+    pub fn recycled(&self) -> (usize, u64) {
+        self.allocator.recycled()
     }
 
     /// Appends `batch` contiguously in one segment. Either all records are appended or none.
@@ -294,11 +385,12 @@ impl<B: Backend> CommitLog<B> {
                 }
             },
         };
+        self.check_reserve(next_start)?;
         let mut prepared = match self.allocator.take(next_start) {
             Some(Ok(prepared)) => prepared,
             // Nothing prepared, or preparing failed (disk full?): try once more here, so the
             // error the caller sees is this attempt's. No warm-up: the writer is waiting.
-            Some(Err(_)) | None => Arc::new(self.segments.prepare(next_start, false)?),
+            Some(Err(_)) | None => self.allocator.prepare_now(next_start)?,
         };
         if let Some(pool) = &self.pool {
             let attached = match (pool.take(), Arc::get_mut(&mut prepared)) {
@@ -323,6 +415,31 @@ impl<B: Backend> CommitLog<B> {
             .ok_or_else(|| Error::layout(segment.path(), "new segment already has a writer"))?;
         state.writer = Some(w);
         Ok(())
+    }
+
+    /// Refuses a new segment when the file system holding the log has less than the reserve
+    /// available: the consume queues and the index need room to follow the log, and a log that
+    /// took the last bytes would leave the dispatcher unable to create their files (and
+    /// retention, which waits for the dispatcher, unable to free any). Once per segment.
+    fn check_reserve(&self, next_start: u64) -> Result<()> {
+        if self.reserved_space == 0 {
+            return Ok(());
+        }
+        let dir = self.segments.dir();
+        match fs4::available_space(dir) {
+            Ok(available) if available < self.reserved_space => Err(Error::DiskFull {
+                path: dir.join(crate::segment::segment_name(next_start)),
+                source: io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!(
+                        "{available} bytes available, {} kept for consume-queue and index files",
+                        self.reserved_space
+                    ),
+                ),
+            }),
+            // A directory not created yet, or a file system that cannot say: no check.
+            _ => Ok(()),
+        }
     }
 
     /// Writes the end-of-segment filler over the writer's tail and publishes it.

@@ -7,6 +7,7 @@ use crate::consume_queue::UNIT_SIZE;
 use crate::error::{Error, Result};
 use crate::flush::FlushPolicy;
 use crate::replication::{ReplicationConfig, ReplicationHook, Role};
+use crate::retention::RetentionConfig;
 
 /// RocketMQ's commit-log segment size: 1 GiB.
 pub const DEFAULT_COMMIT_LOG_SEGMENT_SIZE: u64 = 1 << 30;
@@ -43,6 +44,7 @@ pub struct StoreConfig {
     pub(crate) role: Role,
     pub(crate) replication: ReplicationConfig,
     pub(crate) consumer_offset_flush_interval: std::time::Duration,
+    pub(crate) retention: RetentionConfig,
 }
 
 impl StoreConfig {
@@ -68,6 +70,7 @@ impl StoreConfig {
             role: Role::AsyncMaster,
             replication: ReplicationConfig::default(),
             consumer_offset_flush_interval: std::time::Duration::from_secs(5),
+            retention: RetentionConfig::default(),
         }
     }
 
@@ -265,7 +268,7 @@ impl StoreConfig {
         if self.consumer_offset_flush_interval.is_zero() {
             return Err(Error::InvalidConfig("consumer_offset_flush_interval is zero".into()));
         }
-        Ok(())
+        self.retention.validate()
     }
 
     /// How often committed consumer offsets are written to `config/consumerOffset.json` when
@@ -273,6 +276,13 @@ impl StoreConfig {
     /// most the commits of about this long. Must not be zero.
     pub fn consumer_offset_flush_interval(mut self, interval: std::time::Duration) -> Self {
         self.consumer_offset_flush_interval = interval;
+        self
+    }
+
+    /// When and how much of the commit log is deleted, and the consume-queue and index files
+    /// with it (default: RocketMQ's, see [`RetentionConfig`]).
+    pub fn retention(mut self, retention: RetentionConfig) -> Self {
+        self.retention = retention;
         self
     }
 }

@@ -514,6 +514,40 @@ impl<B: Backend> ConsumeQueue<B> {
         }
     }
 
+    /// Takes out of the queue, oldest first, the files whose every record lies below `log_min`
+    /// (retention took them out of the log), never the last file; the caller removes them once
+    /// the registry records the queue's new start. Call after
+    /// [`correct_min_offset`](Self::correct_min_offset), so that no reader is sent into them.
+    pub fn take_files_below(&self, log_min: u64) -> Vec<SegmentRef<B>> {
+        let per = self.units_per_segment();
+        let mut taken = Vec::new();
+        while self.segments.len() > 1 {
+            let Some(first) = self.segments.first() else {
+                break;
+            };
+            // The newest real unit of the file decides (units are in log order); a file with no
+            // readable unit holds nothing to keep.
+            let newest = (0..per.min(256)).find_map(|back| {
+                let pos = (per - 1 - back) * UNIT_SIZE;
+                first
+                    .read(pos, UNIT_SIZE as usize)
+                    .and_then(|b| CqUnit::decode(&b))
+                    .filter(|u| !u.is_blank())
+            });
+            if newest.is_some_and(|u| u.commit_log_offset >= log_min) {
+                break;
+            }
+            match self.segments.pop_first_if(|f, len| Arc::ptr_eq(f, &first) && len > 1) {
+                Some(seg) => taken.push(seg),
+                None => break,
+            }
+        }
+        if !taken.is_empty() {
+            self.min_offset.fetch_max(self.first_held(), Ordering::AcqRel);
+        }
+        taken
+    }
+
     /// Flushes written units when at least `least_pages` pages are dirty (0: all).
     pub fn flush(&self, least_pages: u64) -> io::Result<()> {
         let flushed = self.flushed.load(Ordering::Acquire);
@@ -709,8 +743,30 @@ impl<B: Backend> QueueTable<B> {
     /// them as dispatched. `exact`: also record growth (at close).
     pub fn save_registry(&self, exact: bool) -> Result<()> {
         match &self.registry {
-            Some(registry) => registry.save(self.registered(), exact),
+            // The view is taken under the registry's lock: a save of an older view (a checkpoint
+            // racing retention) must never land after a newer one.
+            Some(registry) => registry.save_with(|| self.registered(), exact),
             None => Ok(()),
         }
+    }
+
+    /// Retention: takes out of every queue the files wholly below `log_min` (after moving each
+    /// queue's minimum past what the log lost), records the queues' new starts in the registry,
+    /// then removes the files. A crash in between leaves files the registry no longer counts,
+    /// which the next pass removes. Returns the files removed.
+    pub fn delete_below(&self, log_min: u64) -> Result<usize> {
+        let mut taken = Vec::new();
+        for q in self.all() {
+            q.correct_min_offset(log_min);
+            taken.extend(q.take_files_below(log_min));
+        }
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        self.save_registry(false)?;
+        for seg in &taken {
+            self.backend.remove(seg.path()).at(seg.path())?;
+        }
+        Ok(taken.len())
     }
 }

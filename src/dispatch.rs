@@ -29,6 +29,8 @@ const IDLE_AFTER_POLLS: u32 = 50;
 /// Longest an idle dispatcher sleeps before looking again; bounds the dispatch lag should a
 /// wake-up be missed.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// How long the dispatcher waits before it retries after a failure.
+const DISPATCH_RETRY: Duration = Duration::from_millis(50);
 
 /// Whether a record with these sysFlag bits goes into a consume queue: prepared and rolled-back
 /// transactional records do not (RocketMQ's rule).
@@ -61,6 +63,10 @@ pub struct Targets<'a, B: Backend> {
     /// Where to report units a queue holds that differ from the log's record (recovery repairs
     /// them); `None`: leave them.
     pub repairs: Option<&'a Mutex<Vec<UnitRepair<B>>>>,
+    /// What each record is checked for before it is dispatched: framing for records recovery
+    /// or an append checked already, the CRC for a walk over older parts of the log (a rebuild
+    /// from its start), where damage found in an earlier session is not in the skip list.
+    pub verify: Verify,
 }
 
 /// A unit a queue holds that the record at its queue offset contradicts.
@@ -90,12 +96,13 @@ impl<'a, B: Backend> Targets<'a, B> {
             rebuilding: false,
             index,
             repairs: None,
+            verify: Verify::Framing,
         }
     }
 }
 
-/// Calls `record` for every record in `from..limit` of `log` (checked for framing and for the
-/// physical offset it carries), passing over the `skip` ranges (damage recovery found; sorted).
+/// Calls `record` for every record in `from..limit` of `log` (checked as `verify` says, and
+/// for the physical offset it carries), passing over the `skip` ranges (damage recovery found; sorted).
 /// A record whose framing is damaged is logged and skipped to the next valid one. Stops early
 /// only at the end of what is readable, or where damage reaches the end of the active segment.
 /// Returns where it stopped.
@@ -104,6 +111,7 @@ pub fn for_each_record<B: Backend>(
     from: u64,
     limit: u64,
     skip: &[(u64, u64)],
+    verify: Verify,
     mut record: impl FnMut(u64, &RecordView<'_>) -> Result<()>,
 ) -> Result<u64> {
     let mut skip = skip.iter().copied().peekable();
@@ -130,7 +138,7 @@ pub fn for_each_record<B: Backend>(
                 continue;
             }
             let bytes = segment.read_from_buffer_first(offset - segment.start());
-            let entry = match CommitLog::<B>::entry_in(bytes.as_deref(), segment.end(), Verify::Framing) {
+            let entry = match CommitLog::<B>::entry_in(bytes.as_deref(), segment.end(), verify) {
                 Ok(Entry::Record(view)) if view.physical_offset != offset => {
                     Err(format!("record carries physical offset {}", view.physical_offset))
                 }
@@ -140,7 +148,7 @@ pub fn for_each_record<B: Backend>(
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(reason) => {
-                    let next = log.next_valid_record(offset, Verify::Framing);
+                    let next = log.next_valid_record(offset, verify);
                     let resume = match next {
                         Some(next) => next,
                         None if segment.is_full() && segment.end() < limit => segment.end(),
@@ -180,10 +188,30 @@ pub fn dispatch_range<B: Backend>(
     skip: &[(u64, u64)],
     warm_up: bool,
 ) -> Result<Dispatched> {
+    let (step, failure) = dispatch_range_partly(log, targets, from, limit, skip, warm_up);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(step),
+    }
+}
+
+/// As [`dispatch_range`], keeping what was done before a failure (a consume-queue file that
+/// cannot be created on a full disk): everything below the returned offset is dispatched.
+pub fn dispatch_range_partly<B: Backend>(
+    log: &CommitLog<B>,
+    targets: Targets<'_, B>,
+    from: u64,
+    limit: u64,
+    skip: &[(u64, u64)],
+    warm_up: bool,
+) -> (Dispatched, Option<crate::error::Error>) {
     let queues = targets.queues;
     let mut last_timestamp = 0u64;
     let mut cached: Option<Arc<ConsumeQueue<B>>> = None;
-    let offset = for_each_record(log, from, limit, skip, |offset, view| {
+    // Everything below the record being dispatched is done.
+    let mut done = from;
+    let walked = for_each_record(log, from, limit, skip, targets.verify, |offset, view| {
+        done = offset;
         last_timestamp = last_timestamp.max(view.store_timestamp.max(0) as u64);
         if let Some(index) = targets.index {
             index.index_record(view);
@@ -238,8 +266,17 @@ pub fn dispatch_range<B: Backend>(
             }
         }
         Ok(())
-    })?;
-    Ok(Dispatched { offset, last_timestamp })
+    });
+    match walked {
+        Ok(offset) => (Dispatched { offset, last_timestamp }, None),
+        Err(e) => (
+            Dispatched {
+                offset: done,
+                last_timestamp,
+            },
+            Some(e),
+        ),
+    }
 }
 
 struct State {
@@ -383,7 +420,8 @@ fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, targets: Targets
         let from = shared.dispatched();
         let limit = log.max_offset();
         if from < limit && stalled_at != Some((from, limit)) {
-            match dispatch_range(log, targets, from, limit, &[], warm_up) {
+            let (step, failure) = dispatch_range_partly(log, targets, from, limit, &[], warm_up);
+            match failure.map_or(Ok(step), |e| Err((step, e))) {
                 Ok(step) => {
                     let reached = step.offset;
                     if reached < limit {
@@ -400,9 +438,26 @@ fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, targets: Targets
                         shared.progress.notify_all();
                     }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "dispatch failed; retrying");
-                    stalled_at = Some((from, limit));
+                Err((step, e)) => {
+                    tracing::error!(error = %e, at = step.offset, "dispatch failed; retrying");
+                    // Keep what was done (retention waits for it), then retry shortly: the cause
+                    // (a full disk) may pass without the log growing.
+                    if step.offset > from {
+                        shared
+                            .dispatched_timestamp
+                            .fetch_max(step.last_timestamp, Ordering::AcqRel);
+                        shared.dispatched.store(step.offset, Ordering::Release);
+                        let _state = shared.state.lock();
+                        shared.progress.notify_all();
+                    }
+                    stalled_at = None;
+                    drop(step_guard);
+                    let mut state = shared.state.lock();
+                    if state.stop {
+                        return;
+                    }
+                    shared.wake.wait_for(&mut state, DISPATCH_RETRY);
+                    continue;
                 }
             }
             drop(step_guard);

@@ -46,6 +46,7 @@ pub mod message;
 pub mod meta;
 pub mod recovery;
 pub mod replication;
+pub mod retention;
 #[allow(unsafe_code)]
 pub mod segment;
 mod service;
@@ -58,6 +59,7 @@ pub use consumer_offset::{CommitStatus, GroupOffset};
 pub use error::{Error, Result};
 pub use flush::FlushPolicy;
 pub use message::{GetResult, GetStatus, Message, PendingPut, PutResult, PutStatus, StoredMessage, TagFilter};
+pub use retention::{DiskUsage, RetentionConfig, RetentionPass};
 pub use store::MessageStore;
 pub use unique_key::{UniqueKey, decode_offset_msg_id};
 

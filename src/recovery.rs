@@ -353,6 +353,11 @@ pub fn recover<B: Backend>(
         rebuilding: !lost.is_empty(),
         index,
         repairs: Some(&repairs),
+        verify: if from < report.scanned_from {
+            verify
+        } else {
+            Verify::Framing
+        },
     };
     dispatch_range(log, targets, from, end, &skip, warm_up)?;
     // A queue that re-dispatch found units missing in (a file lost from its middle or its end,
@@ -381,6 +386,7 @@ pub fn recover<B: Backend>(
             rebuilding: true,
             index: None,
             repairs: None,
+            verify,
         };
         dispatch_range(log, targets, log.min_offset(), end, &skip, warm_up)?;
     }

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::codec::{self, RecordShape};
 use crate::codec::{EncodedRecord, RecordSpec, Verify};
-use crate::commit_log::{Appending, CommitLog, now_millis};
+use crate::commit_log::{Appending, CommitLog, LogOptions, now_millis};
 use crate::config::StoreConfig;
 use crate::consume_queue::registry::Registry;
 use crate::consume_queue::{ConsumeQueue, QueueTable, UNIT_SIZE};
@@ -31,6 +31,7 @@ use crate::message::{
 };
 use crate::meta::{FORMAT_VERSION, Meta};
 use crate::recovery::{RecoveryReport, recover};
+use crate::retention::{Retention, RetentionPass};
 use crate::segment::SizeRule;
 use crate::segment::buffer::BufferPool;
 use crate::segment::{Backend, Bytes, MmapBackend, Pinned, SegmentRead, SegmentRef};
@@ -111,6 +112,8 @@ pub struct MessageStore<B: Backend = MmapBackend> {
     /// Committed consumer offsets (`config/consumerOffset.json`).
     offsets: Arc<ConsumerOffsets>,
     offset_flusher: Periodic,
+    retention: Arc<Retention<B>>,
+    retention_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl MessageStore<MmapBackend> {
@@ -214,8 +217,12 @@ impl<B: Backend> MessageStore<B> {
             Arc::clone(&backend),
             &log_dir,
             log_rule,
-            config.warm_up_segments,
-            config.zero_fill(),
+            LogOptions {
+                warm_up: config.warm_up_segments,
+                zero_fill: config.zero_fill(),
+                recycle: config.retention.recycle,
+                reserved_space: config.retention.reserved_space,
+            },
             pool,
         )?);
         let (registry, registered) = Registry::load(&dir);
@@ -349,6 +356,29 @@ impl<B: Backend> MessageStore<B> {
             None
         };
 
+        let retention = Retention::new(
+            config.retention.clone(),
+            dir.clone(),
+            Arc::clone(&log),
+            Arc::clone(&queues),
+            index.clone(),
+            Arc::clone(dispatcher.shared()),
+            Arc::clone(&checkpoint),
+        );
+        let retention_thread = match retention.spawn() {
+            Ok(t) => t,
+            Err(e) => {
+                log.halt();
+                checkpointer.stop();
+                offset_flusher.stop();
+                dispatcher.stop();
+                flusher.stop();
+                if let Some(r) = &replication {
+                    r.stop();
+                }
+                return Err(Error::io(&dir, e));
+            }
+        };
         let config_unique_keys = config.unique_keys.then(|| UniqueKeys::new(config.store_host));
         Ok(MessageStore {
             config,
@@ -369,7 +399,49 @@ impl<B: Backend> MessageStore<B> {
             unique_keys: config_unique_keys,
             offsets,
             offset_flusher,
+            retention,
+            retention_thread: Mutex::new(Some(retention_thread)),
         })
+    }
+
+    fn stop_retention(&self) {
+        self.retention.stop();
+        if let Some(t) = self.retention_thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Runs a retention pass now: deletes the segments whose reserve time has passed whatever
+    /// the hour (RocketMQ's manual deletion), or any segment if the disk is above the forced
+    /// ratio, at most `delete_file_batch_max` of them, with the consume-queue and index files
+    /// they leave behind. Runs even with retention disabled in the configuration.
+    pub fn delete_expired_now(&self) -> Result<RetentionPass> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.retention.pass(true, false)
+    }
+
+    /// The last retention pass, whoever started it (`None` before the first).
+    pub fn last_retention_pass(&self) -> Option<RetentionPass> {
+        self.retention.last_pass()
+    }
+
+    /// Commit-log segments waiting in the recycle bin now, and segments reused since open.
+    pub fn recycled_segments(&self) -> (usize, u64) {
+        self.log.recycled()
+    }
+
+    /// Disk usage as retention measures it (0.0-1.0), with the configured probe.
+    pub fn disk_usage(&self) -> Result<f64> {
+        self.retention.disk_usage().at(&self.dir)
+    }
+
+    /// Retention learns of a full disk at once, so that a forced pass frees room.
+    fn note_append_error(&self, e: &Error) {
+        if matches!(e, Error::DiskFull { .. }) {
+            self.retention.disk_full();
+        }
     }
 
     /// The store directory.
@@ -467,7 +539,10 @@ impl<B: Backend> MessageStore<B> {
         let (record, unique_key) = self.encode(msg, RECORD.take(), now)?;
         let queue = self.queues.get_or_create(&msg.topic, msg.queue_id)?;
         let mut batch = [Appending::new(record, queue.assign_counter())];
-        let end = self.log.append(&mut batch, now)?;
+        let end = self
+            .log
+            .append(&mut batch, now)
+            .inspect_err(|e| self.note_append_error(e))?;
         let [a] = batch;
         let result = PutResult {
             status: PutStatus::Ok,
@@ -508,7 +583,10 @@ impl<B: Backend> MessageStore<B> {
             .zip(&queues)
             .map(|(r, q)| Appending::new(r, q.assign_counter()))
             .collect();
-        let end = self.log.append(&mut batch, now)?;
+        let end = self
+            .log
+            .append(&mut batch, now)
+            .inspect_err(|e| self.note_append_error(e))?;
         let status = self.status_after(end);
         Ok(batch
             .iter()
@@ -874,6 +952,7 @@ impl<B: Backend> MessageStore<B> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        self.stop_retention();
         if let Some(r) = &self.replication {
             r.stop();
         }
@@ -920,6 +999,7 @@ impl<B: Backend> MessageStore<B> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.stop_retention();
         if let Some(r) = &self.replication {
             r.stop();
         }
@@ -956,7 +1036,7 @@ impl<B: Backend> Drop for MessageStore<B> {
 /// Makes the consume queues durable up to what is dispatched now and records, with the log's
 /// durable offset, where the next recovery may start. Reads the dispatch point before flushing,
 /// so the checkpoint never claims more than is on disk.
-fn write_checkpoint<B: Backend>(
+pub(crate) fn write_checkpoint<B: Backend>(
     log: &CommitLog<B>,
     queues: &QueueTable<B>,
     index: Option<&IndexService<B>>,
@@ -970,7 +1050,7 @@ fn write_checkpoint<B: Backend>(
     let last = checkpoint.last();
     let log_flushed = log.flushed_offset();
     let index_mark = match index {
-        Some(index) if index.mark() != last.index => index.flush()?,
+        Some(index) if index.mark() != last.index => index.flush_below(log_flushed)?,
         _ => last.index,
     };
     if last.dispatched == dispatched && last.log_flushed == log_flushed && last.index == index_mark && last.seq > 0 {

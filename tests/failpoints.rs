@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::read_queue;
-use mqstore::{Error, FlushPolicy, Message, MessageStore, PutStatus, StoreConfig};
+use mqstore::{DiskUsage, Error, FlushPolicy, Message, MessageStore, PutStatus, RetentionConfig, StoreConfig};
 
 /// Fail points are process-global: one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -45,7 +45,8 @@ fn disk_full_at_segment_allocation() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let scenario = fail::FailScenario::setup();
     let dir = tempfile::tempdir().unwrap();
-    let store = MessageStore::open(config(dir.path())).unwrap();
+    // Retention off: nothing frees space but the operator.
+    let store = MessageStore::open(config(dir.path()).retention(RetentionConfig::default().enabled(false))).unwrap();
     fail::cfg("segment-allocate", "return").unwrap();
     // The segment allocated ahead of need may still be used; the one after it cannot be had.
     let (acked, err) = put_until_error(&store, 0, 200);
@@ -70,6 +71,68 @@ fn disk_full_at_segment_allocation() {
     for (m, b) in msgs.iter().zip(&acked) {
         assert_eq!(m.body(), b.as_slice());
     }
+    scenario.teardown();
+}
+
+/// A full disk wakes a forced retention pass at once: it recycles the oldest segments, and puts
+/// succeed again by themselves, with no file allocated and no reopen, while the disk is still full.
+#[test]
+fn disk_full_wakes_retention_and_puts_resume_by_themselves() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing expires for days and the disk looks empty: only the full disk forces deletion.
+    let retention = RetentionConfig::default()
+        .delete_when([])
+        .interval(Duration::from_secs(3600), Duration::from_secs(3600))
+        .disk_usage(DiskUsage::Custom(Arc::new(|_| Ok(0.1))));
+    let store = MessageStore::open(config(dir.path()).retention(retention)).unwrap();
+    let (acked, err) = put_until_error(&store, 0, 100);
+    assert!(err.is_none());
+    store.flush().unwrap();
+    assert!(store.last_retention_pass().is_none());
+    fail::cfg("segment-allocate", "return").unwrap();
+    let (more, err) = put_until_error(&store, 100, 400);
+    assert!(matches!(err, Some(Error::DiskFull { .. })), "{err:?}");
+    // Puts resume within moments, still with no file to be allocated.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let resumed = loop {
+        match store.put(Message::new("fp", 0, body(9000))) {
+            Ok(r) => break r,
+            Err(Error::DiskFull { .. }) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "puts never resumed: {:?}",
+                    store.last_retention_pass()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(
+        resumed.queue_offset,
+        (acked.len() + more.len()) as u64,
+        "no offset lost to the failures"
+    );
+    let pass = store.last_retention_pass().expect("a pass ran");
+    assert!(
+        pass.forced && pass.segments_deleted > 0 && pass.segments_recycled > 0,
+        "{pass:?}"
+    );
+    assert!(store.recycled_segments().1 > 0, "the next segment was a recycled one");
+    assert!(store.min_offset("fp", 0) > 0);
+    fail::remove("segment-allocate");
+    // What is left reads back intact, from the new minimum to the last put.
+    let msgs = read_queue(&store, "fp", 0);
+    let all: Vec<&Vec<u8>> = acked.iter().chain(&more).collect();
+    let min = store.min_offset("fp", 0) as usize;
+    assert_eq!(msgs.len(), all.len() - min + 1);
+    for (m, b) in msgs.iter().zip(&all[min..]) {
+        assert_eq!(m.body(), b.as_slice());
+    }
+    assert_eq!(msgs.last().unwrap().body(), body(9000).as_slice());
+    store.close().unwrap();
     scenario.teardown();
 }
 

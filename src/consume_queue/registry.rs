@@ -151,7 +151,13 @@ impl Registry {
     /// A max offset that only grew is written when `exact` (at close) and otherwise waits: the
     /// file then understates, which is safe.
     pub fn save(&self, now: Registered, exact: bool) -> Result<()> {
+        self.save_with(|| now, exact)
+    }
+
+    /// As [`save`](Self::save), with the view taken under the registry's lock.
+    pub fn save_with(&self, now: impl FnOnce() -> Registered, exact: bool) -> Result<()> {
         let mut state = self.state.lock();
+        let now = now();
         let stale = |saved: &Registered| {
             saved.len() != now.len()
                 || saved.iter().zip(&now).any(|((k1, a), (k2, b))| {

@@ -254,6 +254,30 @@ impl<B: Backend> IndexService<B> {
         Ok(())
     }
 
+    /// Retention: removes, oldest first, the files whose every entry points below `log_min`
+    /// (their records left the log), never the last one. Queries that hold a file keep reading
+    /// it until they drop it. Returns the files removed.
+    pub fn delete_below(&self, log_min: u64) -> Result<usize> {
+        let mut removed = 0;
+        loop {
+            let doomed = {
+                let mut files = self.files.write();
+                let below = files.len() > 1
+                    && files
+                        .first()
+                        .is_some_and(|f| (f.header().end_phy_offset.max(0) as u64) < log_min);
+                if !below {
+                    break;
+                }
+                files.remove(0)
+            };
+            self.backend.remove(doomed.path()).at(doomed.path())?;
+            tracing::info!(path = %doomed.path().display(), "index file retired");
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// Where the index stands now (what a flush would make durable).
     pub fn mark(&self) -> IndexMark {
         let covered = self.covered();
@@ -288,6 +312,50 @@ impl<B: Backend> IndexService<B> {
             file: last.name(),
             count: count.max(1) as u64,
             covered,
+        })
+    }
+
+    /// As [`flush`](Self::flush), with a mark that counts only entries of records below
+    /// `limit` (the log's durable end): recovery trusts the entries a mark counts without
+    /// reading their records, and a power loss may take records past `limit` (under an
+    /// asynchronous flush, the index runs ahead of the log's durable end). Entries past the
+    /// mark are checked against the log at recovery.
+    pub fn flush_below(&self, limit: u64) -> Result<IndexMark> {
+        let mark = self.flush()?;
+        if mark.covered <= limit {
+            return Ok(mark);
+        }
+        let files = self.files();
+        for (i, f) in files.iter().enumerate().rev() {
+            let count = if f.name() == mark.file {
+                mark.count as i32
+            } else {
+                f.header().index_count
+            };
+            let phy = |n: i32| f.entry(n as u32).map_or(i64::MAX, |e| e.phy_offset);
+            if (count <= 1 || phy(1) as u64 >= limit) && i > 0 {
+                continue;
+            }
+            // Entries are in log order: the first one at or past the limit.
+            let (mut lo, mut hi) = (1i32, count.max(1));
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if (phy(mid) as u64) < limit {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            return Ok(IndexMark {
+                file: f.name(),
+                count: lo as u64,
+                covered: limit,
+            });
+        }
+        Ok(IndexMark {
+            file: 0,
+            count: 0,
+            covered: limit,
         })
     }
 

@@ -14,6 +14,13 @@ use super::buffer::{BufferSlice, WriteBuffer};
 /// Page size used to decide whether enough is dirty to flush, as RocketMQ's `OS_PAGE_SIZE`.
 pub const PAGE_SIZE: u64 = 4096;
 
+/// Zeros written at a time when a segment's tail is cleared.
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// Bytes of the end mark (see [`SegmentWriter::mark_end`]): a record's first field, its total
+/// size, and the magic after it; zeros there read as the end of the log.
+const END_MARK_LEN: usize = 8;
+
 /// One fixed-size segment file covering offsets `start..start + size` of its queue.
 ///
 /// Bytes below [`readable`](Segment::readable) are immutable while any shared reference to the
@@ -79,6 +86,18 @@ impl<S: Storage> Segment<S> {
             committed: AtomicU64::new(0),
             commit_lock: Mutex::new(()),
         }
+    }
+
+    /// The same file, renamed to `path` by the caller, as a new empty segment starting at
+    /// `start`: a recycled segment. Its bytes are the old records until overwritten; readers
+    /// never see them (nothing is published) and recovery tells them from new ones by the
+    /// physical offset every record carries. `None` (the file is dropped) if a write buffer is
+    /// still attached: it may hold bytes not yet in the file.
+    pub(crate) fn recycle(self, start: u64, path: PathBuf) -> Option<Self> {
+        if self.buffer.read().is_some() {
+            return None;
+        }
+        Some(Segment::new(self.storage, start, path, 0))
     }
 
     /// Makes a fresh segment (not yet shared: `&mut`) take its appends through `buffer`. Gives
@@ -294,10 +313,16 @@ impl<S: Storage> Segment<S> {
             end = from;
         }
         if pos < end {
-            let zeros = vec![0u8; (end - pos) as usize];
-            // SAFETY: `&mut self` proves no reader slice or writer of this segment is alive, and
-            // the range lies within the storage (`end <= size`).
-            unsafe { self.storage.write(pos as usize, &zeros) };
+            // In chunks: a recycled segment's tail is old records up to its end, not zeros.
+            let zeros = vec![0u8; ((end - pos) as usize).min(ZERO_CHUNK)];
+            let mut at = pos;
+            while at < end {
+                let len = ((end - at) as usize).min(zeros.len());
+                // SAFETY: `&mut self` proves no reader slice or writer of this segment is alive,
+                // and the range lies within the storage (`at + len <= end <= size`).
+                unsafe { self.storage.write(at as usize, &zeros[..len]) };
+                at += len as u64;
+            }
             self.storage.flush(pos as usize, (end - pos) as usize)?;
         }
         self.set_readable(pos);
@@ -431,6 +456,25 @@ impl<S: Storage> SegmentWriter<S> {
         for line in bytes.chunks(64) {
             prefetch_for_write(line);
         }
+    }
+
+    /// Writes zeros just past the write position, into the file, and makes them durable: the
+    /// end mark of a log closed cleanly. A fresh segment reads as zeros there anyway; a recycled
+    /// one holds an older life's bytes, which a reader of the files (recovery, `verify`,
+    /// RocketMQ) must not take for the log going on. Nothing is published.
+    pub fn mark_end(&mut self) -> io::Result<()> {
+        let len = (END_MARK_LEN as u64).min(self.remaining()) as usize;
+        if len == 0 {
+            return Ok(());
+        }
+        let segment = &self.segment;
+        // The committer writes the file below the write position only; it is held off anyway.
+        let _commit = segment.commit_lock.lock();
+        // SAFETY: `wrote..wrote + len` lies within the segment, at or above the published and
+        // committed positions, where no reader reads and only this writer (borrowed mutably)
+        // and the committer (whose lock is held) write.
+        unsafe { segment.storage.write(self.wrote as usize, &[0u8; END_MARK_LEN][..len]) };
+        segment.storage.flush(self.wrote as usize, len)
     }
 
     /// Makes everything written visible to readers.

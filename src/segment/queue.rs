@@ -355,6 +355,17 @@ impl<B: Backend> SegmentQueue<B> {
         segments.drain(keep..).map(|s| s.path().to_path_buf()).rev().collect()
     }
 
+    /// Takes the oldest segment out of the queue, if `take(first, count)` says so; its file
+    /// is left for the caller.
+    pub fn pop_first_if(&self, take: impl FnOnce(&SegmentRef<B>, usize) -> bool) -> Option<SegmentRef<B>> {
+        let mut segments = self.segments.write();
+        let len = segments.len();
+        if !take(segments.first()?, len) {
+            return None;
+        }
+        Some(segments.remove(0))
+    }
+
     /// Removes the oldest segment from the queue and deletes its file. Readers that still hold
     /// it keep their mapping until they drop it.
     pub fn remove_first(&self) -> Result<Option<SegmentRef<B>>> {

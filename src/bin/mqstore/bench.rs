@@ -18,7 +18,9 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use mqstore::config::DEFAULT_MAX_QUEUES_PER_TOPIC;
 use mqstore::replication::{ReplicationConfig, Role};
-use mqstore::{FlushPolicy, GetStatus, Message, MessageStore, PendingPut, PutStatus, StoreConfig};
+use mqstore::{
+    DiskUsage, FlushPolicy, GetStatus, Message, MessageStore, PendingPut, PutStatus, RetentionConfig, StoreConfig,
+};
 
 use crate::{Failure, Outcome};
 
@@ -103,6 +105,16 @@ pub struct BenchArgs {
     /// unreplicated row comes first, for comparison in the same run.
     #[arg(long, value_enum, default_value_t = ReplicateArg::Off)]
     pub replicate: ReplicateArg,
+    /// Also run each mode in a steady state: retention keeps the log within a budget of
+    /// `--budget-segments` segments (deleting the oldest as the run writes, recycling their
+    /// files), as a broker that has run for days does. Each mode's fresh row comes first, for
+    /// comparison in the same run; the steady run writes at least four times the budget, so
+    /// that every file is recycled again and again.
+    #[arg(long)]
+    pub steady: bool,
+    /// The steady state's disk budget, in commit-log segments (the recycle bin's two included).
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u64).range(4..=1024))]
+    pub budget_segments: u64,
     /// Print one JSON object per mode per line on stdout, and nothing else.
     #[arg(long)]
     pub json: bool,
@@ -214,6 +226,8 @@ struct Plan {
     readers: Option<u32>,
     get_batch: u32,
     replicate: ReplicateArg,
+    /// The steady state's budget in segments; `None`: a fresh store, nothing deleted.
+    steady: Option<u64>,
     /// `None`: a temporary directory.
     dir: Option<PathBuf>,
 }
@@ -221,10 +235,14 @@ struct Plan {
 impl Plan {
     /// The mode's name in reports: with the replication, when there is a slave.
     fn label(&self) -> String {
-        match self.replicate {
+        let mut label = match self.replicate {
             ReplicateArg::Off => self.mode.name().to_string(),
             r => format!("{}+{}-slave", self.mode.name(), r.name()),
+        };
+        if self.steady.is_some() {
+            label.push_str("+steady");
         }
+        label
     }
 }
 
@@ -246,6 +264,10 @@ struct Report {
     close_elapsed: Duration,
     /// How long the slave took, after the last put returned, to hold everything.
     replica_lag: Duration,
+    /// Segments the run took from the recycle bin.
+    recycled: u64,
+    /// Commit-log segments retention deleted during the run.
+    segments_deleted: u64,
 }
 
 impl Report {
@@ -296,9 +318,10 @@ impl Report {
         let mut s = String::from("{");
         let _ = write!(
             s,
-            "\"flush\":\"{}\",\"replicate\":\"{}\",\"producers\":{},\"messages\":{},\"size\":{},\"queues\":{},\"segment_size\":{},\"warm_up\":{},",
+            "\"flush\":\"{}\",\"replicate\":\"{}\",\"steady\":{},\"producers\":{},\"messages\":{},\"size\":{},\"queues\":{},\"segment_size\":{},\"warm_up\":{},",
             p.mode.name(),
             p.replicate.name(),
+            p.steady.is_some(),
             p.producers,
             p.messages,
             p.size,
@@ -320,6 +343,8 @@ impl Report {
             ("read_elapsed_s", self.read_elapsed.as_secs_f64()),
             ("close_s", self.close_elapsed.as_secs_f64()),
             ("replica_lag_s", self.replica_lag.as_secs_f64()),
+            ("recycled_segments", self.recycled as f64),
+            ("deleted_segments", self.segments_deleted as f64),
         ];
         for (name, value) in nums {
             let _ = write!(s, "\"{name}\":{},", json_number(value));
@@ -437,7 +462,16 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
         ReplicateArg::Off => &[ReplicateArg::Off],
         r => &[ReplicateArg::Off, r],
     };
-    for (mode, &replicate) in modes.into_iter().flat_map(|m| replicate.iter().map(move |r| (m, r))) {
+    let steady: &[Option<u64>] = if args.steady {
+        &[None, Some(args.budget_segments)]
+    } else {
+        &[None]
+    };
+    let runs = modes
+        .into_iter()
+        .flat_map(|m| replicate.iter().map(move |r| (m, *r)))
+        .flat_map(|(m, r)| steady.iter().map(move |st| (m, r, *st)));
+    for (mode, replicate, steady) in runs {
         let mut policy = mode.policy();
         if let Some(n) = args.write_buffers {
             policy = policy.with_buffers(n as usize, false);
@@ -445,19 +479,28 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
         let dir = match &args.dir {
             None => None,
             Some(root) => {
-                let dir = match replicate {
-                    ReplicateArg::Off => root.join(mode.name()),
-                    r => root.join(format!("{}-{}-master", mode.name(), r.name())),
+                let mut name = match replicate {
+                    ReplicateArg::Off => mode.name().to_string(),
+                    r => format!("{}-{}-master", mode.name(), r.name()),
                 };
+                if steady.is_some() {
+                    name.push_str("-steady");
+                }
+                let dir = root.join(name);
                 check_fresh(&dir)?;
                 Some(dir)
             }
         };
+        let mut messages = args.messages.unwrap_or(mode.default_messages());
+        if let Some(budget) = steady {
+            // At least four budgets' worth, so that every file is recycled again and again.
+            messages = messages.max((4 * budget * args.segment_size).div_ceil(record_len));
+        }
         plans.push(Plan {
             mode,
             policy,
             producers: args.producers.unwrap_or(mode.default_producers()),
-            messages: args.messages.unwrap_or(mode.default_messages()),
+            messages,
             size: args.size,
             queues: args.queues,
             segment_size: args.segment_size,
@@ -468,6 +511,7 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
             readers: args.readers,
             get_batch: args.get_batch,
             replicate,
+            steady,
             dir,
         });
     }
@@ -578,6 +622,18 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
     if let Some(on) = plan.zero_fill {
         config = config.zero_fill_segments(on);
     }
+    if let Some(budget) = plan.steady {
+        // Passes every 10 ms; half the budget is the forced ratio, so that the log, the bin and
+        // the segment prepared ahead stay within it.
+        config = config.retention(
+            RetentionConfig::default()
+                .delete_when([])
+                .interval(Duration::from_millis(10), Duration::ZERO)
+                .disk_usage(DiskUsage::Budget(budget * plan.segment_size))
+                .disk_space_clean_forcibly_ratio(0.5)
+                .delete_file_batch_max(64),
+        );
+    }
     if let Some(role) = plan.replicate.role() {
         let listen = "127.0.0.1:0".parse().expect("an address");
         config = config
@@ -656,6 +712,9 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
             .collect();
         (start.elapsed(), results)
     });
+    let recycled = store.recycled_segments().1;
+    // The store started empty: every segment below its first one now was deleted.
+    let segments_deleted = store.min_commit_log_offset() / plan.segment_size;
     let mut latency = new_histogram();
     let (mut put_errors, mut put_not_ok, mut first_error) = (0, 0, None);
     for r in results {
@@ -708,6 +767,12 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
     if let Err(e) = store.flush() {
         read_problems.push(format!("flush before the read phase failed: {e}"));
     }
+    // A steady run's last pass, now: nothing is deleted under the readers after it.
+    if plan.steady.is_some()
+        && let Err(e) = store.delete_expired_now()
+    {
+        read_problems.push(format!("the retention pass before the read phase failed: {e}"));
+    }
 
     // Read phase.
     bar.set_message("read");
@@ -744,17 +809,20 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
     }
     read_problems.extend(total.problems);
     let appended = plan.messages - put_errors;
-    if total.messages != appended {
+    if plan.steady.is_some() {
+        // Retention took most of what was written: what is left must read back whole, from
+        // each queue's new minimum (checked by the readers); the sums cover the full run only.
+    } else if total.messages != appended {
         read_problems.push(format!("read {} message(s), {appended} were appended", total.messages));
     }
     let expected_bytes = appended * u64::from(plan.size);
-    if total.body_bytes != expected_bytes {
+    if plan.steady.is_none() && total.body_bytes != expected_bytes {
         read_problems.push(format!(
             "read {} body bytes, expected {expected_bytes}",
             total.body_bytes
         ));
     }
-    if put_errors == 0 && plan.size as usize >= SEQ_DIGITS {
+    if put_errors == 0 && plan.size as usize >= SEQ_DIGITS && plan.steady.is_none() {
         // Every sequence number 0..messages exactly once (checked by their sum).
         let n = plan.messages;
         let expected = if n.is_multiple_of(2) {
@@ -797,6 +865,8 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
         read_problems,
         close_elapsed,
         replica_lag,
+        recycled,
+        segments_deleted,
     })
 }
 
@@ -949,7 +1019,8 @@ fn read_queues(store: &MessageStore, plan: &Plan, r: usize, readers: usize, bar:
     let queues = u64::from(plan.queues);
     for q in (r..plan.queues as usize).step_by(readers) {
         let q = q as u32;
-        let mut offset = PRIMED;
+        // In a steady run, retention took the queue's start.
+        let mut offset = PRIMED.max(store.min_offset(TOPIC, q));
         loop {
             let g = match store.get(TOPIC, q, offset, plan.get_batch) {
                 Ok(g) => g,
@@ -1034,6 +1105,7 @@ fn print_table(reports: &[Report]) {
             "p999 µs",
             "max µs",
             "read msg/s",
+            "recycled",
             "errors",
         ]
         .map(String::from),
@@ -1052,11 +1124,14 @@ fn print_table(reports: &[Report]) {
             us(r.quantile_us(0.999)),
             us(r.max_us()),
             grouped(r.read_msgs_per_s()),
+            r.recycled.to_string(),
             (r.put_errors + r.put_not_ok + r.read_problems.len() as u64).to_string(),
         ]);
     }
     let mut out = std::io::stdout().lock();
-    let right = [false, true, true, true, true, true, true, true, true, true, true, true];
+    let right = [
+        false, true, true, true, true, true, true, true, true, true, true, true, true,
+    ];
     let _ = crate::stat::write_table(&mut out, &rows, "", &right);
     let _ = writeln!(
         out,
