@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
@@ -52,6 +52,8 @@ struct RecycleBin<S: crate::segment::Storage> {
     dir: PathBuf,
     capacity: usize,
     segments: Mutex<Vec<Segment<S>>>,
+    /// Segments on their way in (being renamed).
+    incoming: AtomicUsize,
     /// Segments handed out again, since open.
     reused: AtomicU64,
 }
@@ -136,18 +138,30 @@ impl<B: Backend> Preallocator<B> {
     /// bin is full or recycling is off: the caller removes its file.
     pub fn recycle(&self, segment: Segment<B::Storage>) -> Result<Option<Segment<B::Storage>>> {
         let bin = &self.shared.bin;
-        let mut held = bin.segments.lock();
-        if held.len() >= bin.capacity {
-            return Ok(Some(segment));
+        {
+            let held = bin.segments.lock();
+            if held.len() + bin.incoming.load(Ordering::Acquire) >= bin.capacity {
+                return Ok(Some(segment));
+            }
+            bin.incoming.fetch_add(1, Ordering::AcqRel);
         }
-        let backend = self.shared.segments.backend();
-        backend.create_dir_all(&bin.dir).at(&bin.dir)?;
-        let to = bin.dir.join(segment_name(segment.start()));
-        let from = segment.path().to_path_buf();
-        backend.rename(&from, &to).at(&from)?;
-        match segment.recycle(0, to.clone()) {
-            Some(segment) => held.push(segment),
-            None => backend.remove(&to).at(&to)?,
+        // The rename syncs the directory, which waits behind writeback: not under the bin's
+        // lock, which the allocation thread (and a writer with nothing prepared) takes.
+        let kept = (|| {
+            let backend = self.shared.segments.backend();
+            backend.create_dir_all(&bin.dir).at(&bin.dir)?;
+            let to = bin.dir.join(segment_name(segment.start()));
+            let from = segment.path().to_path_buf();
+            backend.rename(&from, &to).at(&from)?;
+            match segment.recycle(0, to.clone()) {
+                Some(segment) => Ok(Some(segment)),
+                None => backend.remove(&to).at(&to).map(|()| None),
+            }
+        })();
+        let mut held = bin.segments.lock();
+        bin.incoming.fetch_sub(1, Ordering::AcqRel);
+        if let Some(segment) = kept? {
+            held.push(segment);
         }
         Ok(None)
     }
@@ -288,6 +302,7 @@ impl<S: crate::segment::Storage> RecycleBin<S> {
             dir: dir.to_path_buf(),
             capacity,
             segments: Mutex::new(held),
+            incoming: AtomicUsize::new(0),
             reused: AtomicU64::new(0),
         })
     }

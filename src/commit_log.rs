@@ -458,6 +458,11 @@ impl<B: Backend> CommitLog<B> {
         self.flush_failed.load(Ordering::Acquire)
     }
 
+    /// Store timestamp of the last appended record.
+    pub fn last_timestamp(&self) -> u64 {
+        self.last_timestamp.load(Ordering::Acquire)
+    }
+
     /// A store timestamp at or below which every record is durable (for the checkpoint).
     pub fn flushed_timestamp(&self) -> u64 {
         self.flushed_timestamp.load(Ordering::Acquire)
@@ -559,13 +564,20 @@ impl<B: Backend> FlushTarget for CommitLog<B> {
         let written = self.max_offset();
         // Write buffers first: only what is in the files can be synced.
         self.commit();
-        let mut at = self.flushed.load(Ordering::Acquire);
+        // Retention may have taken segments that were never flushed: start at the first left.
+        let mut at = self.flushed.load(Ordering::Acquire).max(self.min_offset());
         let mut durable = at;
-        while let Some(segment) = self.segments.find(at) {
+        // Up to what was written when the call began: under a writer faster than the disk, a
+        // flush that chased the end would never return.
+        while at < written
+            && let Some(segment) = self.segments.find(at)
+        {
             let f = segment.flush(least_pages).inspect_err(|_| {
                 self.flush_failed.store(true, Ordering::Release);
             })?;
             durable = segment.start() + f;
+            // Published segment by segment: retention and the checkpoint wait for it.
+            self.flushed.fetch_max(durable, Ordering::AcqRel);
             if f < segment.size() {
                 break;
             }

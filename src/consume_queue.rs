@@ -241,6 +241,11 @@ impl<B: Backend> ConsumeQueue<B> {
         self.assigned.load(Ordering::Acquire)
     }
 
+    /// Files the queue holds.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
     /// Units per segment file.
     pub fn units_per_segment(&self) -> u64 {
         self.segments.segment_size() / UNIT_SIZE

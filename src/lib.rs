@@ -50,6 +50,7 @@ pub mod retention;
 #[allow(unsafe_code)]
 pub mod segment;
 mod service;
+pub mod stats;
 pub mod store;
 mod unique_key;
 pub mod verify;
@@ -60,6 +61,7 @@ pub use error::{Error, Result};
 pub use flush::FlushPolicy;
 pub use message::{GetResult, GetStatus, Message, PendingPut, PutResult, PutStatus, StoredMessage, TagFilter};
 pub use retention::{DiskUsage, RetentionConfig, RetentionPass};
+pub use stats::{LatencyHistogram, StoreStats};
 pub use store::MessageStore;
 pub use unique_key::{UniqueKey, decode_offset_msg_id};
 

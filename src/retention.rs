@@ -12,8 +12,8 @@
 //!   (or a put found the disk full) and `clean_file_forcibly` is on.
 //!
 //! It stops at the first segment it keeps, so the log never has a hole; it never takes the
-//! segment being written, nor one whose records are not all durable and dispatched into
-//! consume-queue units that are durable too (see `Retention::durable_point`). Readers are
+//! segment being written, nor one whose records are not all dispatched into consume-queue units
+//! that are durable (see `Retention::durable_point`). Readers are
 //! never in danger: a segment is shared (`Arc`), and a message read from it keeps its mapping
 //! alive after its file is gone. A segment nobody holds goes to the recycle bin for reuse (see
 //! `allocate`). Deletion order makes a crash at any point harmless: the log's first segment goes
@@ -35,7 +35,6 @@ use crate::commit_log::{CommitLog, now_millis};
 use crate::consume_queue::QueueTable;
 use crate::dispatch::DispatchShared;
 use crate::error::{Error, Result};
-use crate::flush::FlushTarget;
 use crate::index::IndexService;
 use crate::segment::Backend;
 use crate::store::write_checkpoint;
@@ -415,11 +414,17 @@ impl<B: Backend> Retention<B> {
             if mode == Mode::Expired && !expired {
                 break;
             }
-            if first.end() > *safe.get_or_insert_with(|| self.durable_point()) {
+            let safe = *safe.get_or_insert_with(|| self.durable_point());
+            if first.end() > safe {
+                tracing::debug!(first = first.start(), safe, "retention waits for the dispatcher");
                 break;
             }
-            let start = first.start();
+            let (start, end) = (first.start(), first.end());
             drop(first);
+            // Readers are sent past the segment before it goes.
+            for q in self.queues.all() {
+                q.correct_min_offset(end);
+            }
             let Some(retired) = self.log.retire_first(start)? else {
                 break;
             };
@@ -430,12 +435,14 @@ impl<B: Backend> Retention<B> {
         Ok(())
     }
 
-    /// Where the log may be deleted up to: what a restart would not need. Below it every record
-    /// is durable and so is its consume-queue unit (a queue whose records all go keeps its
-    /// offsets through its units alone). A checkpoint is written first, so that recovery after
-    /// a crash starts past what goes; on a full disk it may be refused (the queue registry
-    /// needs a new file), and the queues are then flushed alone: recovery then starts at the
-    /// log's first segment, slower but right.
+    /// Where the log may be deleted up to: what the consume queues hold durably. Below it every
+    /// record has its unit in the queues, flushed here (a queue whose records all go keeps its
+    /// offsets through its units alone, and recovery never needs a deleted record to rebuild
+    /// one). Records need not be flushed to go: deleting them is the point, and under an
+    /// asynchronous flush slower than the appends the flush point would hold a full disk. A
+    /// checkpoint is written first, so that recovery after a crash starts past what goes; on a
+    /// full disk it may be refused (the queue registry needs a new file), and recovery then
+    /// starts at the log's first segment, slower but right.
     fn durable_point(&self) -> u64 {
         let written = write_checkpoint(
             &self.log,
@@ -449,11 +456,10 @@ impl<B: Backend> Retention<B> {
         }
         let dispatched = self.dispatch.dispatched();
         match self.queues.flush_all(0) {
-            Ok(()) => dispatched.min(self.log.flushed_offset()),
+            Ok(()) => dispatched,
             Err(e) => {
                 tracing::warn!(error = %e, "retention could not flush the consume queues");
-                let cp = self.checkpoint.last();
-                cp.dispatched.min(cp.log_flushed)
+                self.checkpoint.last().dispatched
             }
         }
     }

@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -36,6 +36,7 @@ use crate::segment::SizeRule;
 use crate::segment::buffer::BufferPool;
 use crate::segment::{Backend, Bytes, MmapBackend, Pinned, SegmentRead, SegmentRef};
 use crate::service::Periodic;
+use crate::stats::{Counters, StoreStats};
 use crate::unique_key::UniqueKey;
 use crate::unique_key::UniqueKeys;
 
@@ -114,6 +115,8 @@ pub struct MessageStore<B: Backend = MmapBackend> {
     offset_flusher: Periodic,
     retention: Arc<Retention<B>>,
     retention_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Puts and gets since open.
+    counters: Counters,
 }
 
 impl MessageStore<MmapBackend> {
@@ -401,6 +404,7 @@ impl<B: Backend> MessageStore<B> {
             offset_flusher,
             retention,
             retention_thread: Mutex::new(Some(retention_thread)),
+            counters: Counters::new(),
         })
     }
 
@@ -425,6 +429,30 @@ impl<B: Backend> MessageStore<B> {
     /// The last retention pass, whoever started it (`None` before the first).
     pub fn last_retention_pass(&self) -> Option<RetentionPass> {
         self.retention.last_pass()
+    }
+
+    /// A snapshot of the store's activity and state for a dashboard: puts and gets, put
+    /// latency, dispatch and flush lag, files, disk usage and the last retention pass. Cheap
+    /// enough to call every second under load: the put path keeps its counters without a lock.
+    pub fn stats(&self) -> StoreStats {
+        let mut s = StoreStats::default();
+        self.counters.snapshot_into(&mut s);
+        let (min, max) = (self.log.min_offset(), self.log.max_offset());
+        s.min_commit_log_offset = min;
+        s.max_commit_log_offset = max;
+        s.dispatch_lag_bytes = max.saturating_sub(self.dispatcher.shared().dispatched());
+        s.flush_lag_bytes = max.saturating_sub(self.log.flushed_offset());
+        s.flush_lag_ms = self.log.last_timestamp().saturating_sub(self.log.flushed_timestamp());
+        s.commit_log_segments = self.log.segments().len();
+        let queues = self.queues.all();
+        s.consume_queues = queues.len();
+        s.consume_queue_segments = queues.iter().map(|q| q.segment_count()).sum();
+        s.disk_usage = self.retention.disk_usage().ok();
+        s.disk_usage_retention_ratio = self.config.retention.disk_max_used_space_ratio;
+        s.disk_usage_forced_ratio = self.config.retention.disk_space_clean_forcibly_ratio;
+        s.last_retention = self.retention.last_pass();
+        (s.segments_in_recycle_bin, s.segments_recycled) = self.log.recycled();
+        s
     }
 
     /// Commit-log segments waiting in the recycle bin now, and segments reused since open.
@@ -502,11 +530,11 @@ impl<B: Backend> MessageStore<B> {
     /// Appends one message. `Err` means nothing was appended; `Ok` with a status other than
     /// `PutStatus::Ok` means appended, but the durability the policy promises was not confirmed.
     pub fn put(&self, msg: Message) -> Result<PutResult> {
+        let started = Instant::now();
         let (appended, end) = self.append_one(&msg)?;
-        Ok(PutResult {
-            status: self.status_after(end),
-            ..appended
-        })
+        let status = self.status_after(end);
+        self.counters.put(1, u64::from(appended.wrote_bytes), started.elapsed());
+        Ok(PutResult { status, ..appended })
     }
 
     /// Appends one message like [`put`](Self::put), without waiting for the flush policy: the
@@ -518,7 +546,9 @@ impl<B: Backend> MessageStore<B> {
     ///
     /// `Err` means nothing was appended, as for `put`.
     pub fn put_async(&self, msg: Message) -> Result<PendingPut> {
+        let started = Instant::now();
         let (appended, end) = self.append_one(&msg)?;
+        self.counters.put(1, u64::from(appended.wrote_bytes), started.elapsed());
         self.dispatcher.shared().wake();
         let replicated = self.replication.as_ref().and_then(|r| r.after_append(end));
         let (done, pending) = Pending::pair();
@@ -564,6 +594,7 @@ impl<B: Backend> MessageStore<B> {
     /// once for their durability. Every message is validated first: one bad message fails the
     /// whole batch with nothing appended.
     pub fn put_batch(&self, msgs: Vec<Message>) -> Result<Vec<PutResult>> {
+        let started = Instant::now();
         self.check_writeable()?;
         if msgs.is_empty() {
             return Ok(Vec::new());
@@ -588,6 +619,8 @@ impl<B: Backend> MessageStore<B> {
             .append(&mut batch, now)
             .inspect_err(|e| self.note_append_error(e))?;
         let status = self.status_after(end);
+        let bytes = batch.iter().map(|a| a.record.len() as u64).sum();
+        self.counters.put(batch.len() as u64, bytes, started.elapsed());
         Ok(batch
             .iter()
             .zip(unique_keys)
@@ -622,6 +655,20 @@ impl<B: Backend> MessageStore<B> {
     /// Reads up to `max` messages of a queue from `offset` that match `filter` (a subscription
     /// such as `TagA || TagB`, see [`TagFilter::parse`]).
     pub fn get_filtered(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        max: u32,
+        filter: &TagFilter,
+    ) -> Result<GetResult> {
+        let got = self.get_unaccounted(topic, queue_id, offset, max, filter)?;
+        let bytes = got.messages.iter().map(|m| u64::from(m.size())).sum();
+        self.counters.get(got.messages.len() as u64, bytes);
+        Ok(got)
+    }
+
+    fn get_unaccounted(
         &self,
         topic: &str,
         queue_id: u32,

@@ -1,0 +1,243 @@
+//! What a broker shows on its dashboard: [`StoreStats`], a snapshot taken by
+//! [`MessageStore::stats`](crate::MessageStore::stats).
+//!
+//! The put path pays for its counters with a few relaxed atomic adds into a stripe of its own
+//! thread (no lock, and no cache line shared with other producers), and two clock reads for the
+//! latency histogram. A snapshot sums the stripes; it costs microseconds, whatever the load.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::retention::RetentionPass;
+
+/// Stripes of counters: producers on different threads mostly write different cache lines.
+const STRIPES: usize = 16;
+
+/// Latency buckets: bucket 0 holds puts under 2^`FIRST_SHIFT` ns, bucket `i` those under
+/// 2^(`FIRST_SHIFT` + i) ns, the last one everything slower.
+const BUCKETS: usize = 28;
+const FIRST_SHIFT: u32 = 8;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe {
+    puts: AtomicU64,
+    put_bytes: AtomicU64,
+    gets: AtomicU64,
+    got_messages: AtomicU64,
+    got_bytes: AtomicU64,
+    latency: [AtomicU64; BUCKETS],
+}
+
+/// The store's running counters.
+pub(crate) struct Counters {
+    stripes: Box<[Stripe]>,
+}
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn stripe_index() -> usize {
+    STRIPE.with(|s| {
+        let mut i = s.get();
+        if i == usize::MAX {
+            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(i);
+        }
+        i
+    })
+}
+
+fn bucket_of(nanos: u64) -> usize {
+    let bits = 64 - nanos.leading_zeros();
+    (bits.saturating_sub(FIRST_SHIFT) as usize).min(BUCKETS - 1)
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Counters {
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+        }
+    }
+
+    fn stripe(&self) -> &Stripe {
+        &self.stripes[stripe_index()]
+    }
+
+    /// `messages` puts of `bytes` in all that took `elapsed` (each message is charged it).
+    #[inline]
+    pub(crate) fn put(&self, messages: u64, bytes: u64, elapsed: Duration) {
+        let s = self.stripe();
+        s.puts.fetch_add(messages, Ordering::Relaxed);
+        s.put_bytes.fetch_add(bytes, Ordering::Relaxed);
+        s.latency[bucket_of(elapsed.as_nanos() as u64)].fetch_add(messages, Ordering::Relaxed);
+    }
+
+    /// One `get` that returned `messages` messages of `bytes` record bytes.
+    #[inline]
+    pub(crate) fn get(&self, messages: u64, bytes: u64) {
+        let s = self.stripe();
+        s.gets.fetch_add(1, Ordering::Relaxed);
+        s.got_messages.fetch_add(messages, Ordering::Relaxed);
+        s.got_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn sum(&self, field: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
+        self.stripes.iter().map(|s| field(s).load(Ordering::Relaxed)).sum()
+    }
+
+    /// Fills the counter part of a snapshot.
+    pub(crate) fn snapshot_into(&self, stats: &mut StoreStats) {
+        stats.puts = self.sum(|s| &s.puts);
+        stats.put_bytes = self.sum(|s| &s.put_bytes);
+        stats.gets = self.sum(|s| &s.gets);
+        stats.got_messages = self.sum(|s| &s.got_messages);
+        stats.got_bytes = self.sum(|s| &s.got_bytes);
+        stats.put_latency = LatencyHistogram {
+            counts: (0..BUCKETS).map(|b| self.sum(|s| &s.latency[b])).collect(),
+        };
+    }
+}
+
+/// Put latencies since open, in power-of-two buckets of nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    counts: Vec<u64>,
+}
+
+impl LatencyHistogram {
+    /// `(upper bound, count)` per bucket, fastest first: puts that took less than the bound
+    /// (and at least the previous one). The last bound is `Duration::MAX`.
+    pub fn buckets(&self) -> Vec<(Duration, u64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let bound = if i + 1 == self.counts.len() {
+                    Duration::MAX
+                } else {
+                    Duration::from_nanos(1u64 << (FIRST_SHIFT + i as u32))
+                };
+                (bound, n)
+            })
+            .collect()
+    }
+
+    /// Puts counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// An upper bound of the `q` quantile (0.0-1.0): the bound of the bucket that holds it
+    /// (within a factor of two of the true value). `None` with nothing counted.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        self.buckets().into_iter().find_map(|(bound, n)| {
+            seen += n;
+            (seen >= rank).then_some(bound)
+        })
+    }
+}
+
+/// A snapshot of a store's activity and state (see [`MessageStore::stats`](crate::MessageStore::stats)).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Messages appended by `put`, `put_async` and `put_batch` since open.
+    pub puts: u64,
+    /// Bytes of their records.
+    pub put_bytes: u64,
+    /// How long `put` and `put_batch` took, from the call to the outcome (each message of a
+    /// batch is charged the batch's time); `put_async` counts its append only.
+    pub put_latency: LatencyHistogram,
+    /// `get` calls since open.
+    pub gets: u64,
+    /// Messages they returned.
+    pub got_messages: u64,
+    /// Bytes of those messages' records.
+    pub got_bytes: u64,
+    /// The commit log's first offset.
+    pub min_commit_log_offset: u64,
+    /// One past its last byte.
+    pub max_commit_log_offset: u64,
+    /// Bytes appended but not yet in the consume queues and index.
+    pub dispatch_lag_bytes: u64,
+    /// Bytes appended but not yet flushed.
+    pub flush_lag_bytes: u64,
+    /// Milliseconds between the newest append and the newest record known durable (0 when all
+    /// is durable).
+    pub flush_lag_ms: u64,
+    /// Commit-log segment files in the log.
+    pub commit_log_segments: usize,
+    /// Consume queues.
+    pub consume_queues: usize,
+    /// Their files.
+    pub consume_queue_segments: usize,
+    /// Disk usage as retention measures it (0.0-1.0); `None` if the probe failed.
+    pub disk_usage: Option<f64>,
+    /// The usage above which expired segments go at any hour.
+    pub disk_usage_retention_ratio: f64,
+    /// The usage above which segments go whatever their age.
+    pub disk_usage_forced_ratio: f64,
+    /// The last retention pass.
+    pub last_retention: Option<RetentionPass>,
+    /// Segments waiting in the recycle bin.
+    pub segments_in_recycle_bin: usize,
+    /// Segments reused from the bin since open.
+    pub segments_recycled: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_and_quantiles() {
+        let c = Counters::new();
+        for _ in 0..98 {
+            c.put(1, 100, Duration::from_nanos(300));
+        }
+        c.put(2, 200, Duration::from_millis(3));
+        let mut s = StoreStats::default();
+        c.snapshot_into(&mut s);
+        assert_eq!((s.puts, s.put_bytes), (100, 10_000));
+        assert_eq!(s.put_latency.count(), 100);
+        // 300 ns lies in [256, 512) ns.
+        assert_eq!(s.put_latency.quantile(0.5), Some(Duration::from_nanos(512)));
+        assert_eq!(s.put_latency.quantile(0.98), Some(Duration::from_nanos(512)));
+        // 3 ms lies in [2^21, 2^22) ns.
+        assert_eq!(s.put_latency.quantile(0.99), Some(Duration::from_nanos(1 << 22)));
+        assert_eq!(s.put_latency.quantile(1.0), Some(Duration::from_nanos(1 << 22)));
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+        assert_eq!(LatencyHistogram::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn threads_add_up() {
+        let c = std::sync::Arc::new(Counters::new());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let c = std::sync::Arc::clone(&c);
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.get(3, 30);
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let mut s = StoreStats::default();
+        c.snapshot_into(&mut s);
+        assert_eq!((s.gets, s.got_messages, s.got_bytes), (8000, 24_000, 240_000));
+    }
+}
