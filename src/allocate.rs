@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::segment::{Backend, Segment, SegmentQueue, segment_name};
 
 struct State<S: crate::segment::Storage> {
@@ -45,6 +45,45 @@ struct Shared<B: Backend> {
     warm_up: bool,
     zero_fill: bool,
     bin: RecycleBin<B::Storage>,
+    /// Bytes of the file system a new file must leave available.
+    reserved_space: u64,
+}
+
+impl<B: Backend> Shared<B> {
+    /// A new segment file, unless it would eat into the reserve (see [`check_reserve`]).
+    fn create(&self, start: u64) -> Result<Segment<B::Storage>> {
+        let size = self.segments.segment_size();
+        check_reserve(self.segments.dir(), self.reserved_space, size, start)?;
+        self.segments.prepare(start, false)
+    }
+}
+
+/// Bytes available to the store on the file system holding `dir`.
+fn available_space(dir: &Path) -> std::io::Result<u64> {
+    // The reserve used up, for the commit log only (tests/failpoints.rs).
+    fail::fail_point!("commit-log-reserve", |_| Ok(0));
+    fs4::available_space(dir)
+}
+
+/// Fails with [`Error::DiskFull`] when the file system holding `dir` has less than `reserved`
+/// bytes available beyond the `extra` about to be taken: the consume queues and the index need
+/// room to follow the log, and a log that took the last bytes would leave the dispatcher unable
+/// to create their files (and retention, which waits for the dispatcher, unable to free any).
+pub(crate) fn check_reserve(dir: &Path, reserved: u64, extra: u64, start: u64) -> Result<()> {
+    if reserved == 0 {
+        return Ok(());
+    }
+    match available_space(dir) {
+        Ok(available) if available < reserved.saturating_add(extra) => Err(Error::DiskFull {
+            path: dir.join(segment_name(start)),
+            source: std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("{available} bytes available, {reserved} kept for consume-queue and index files"),
+            ),
+        }),
+        // A directory not created yet, or a file system that cannot say: no check.
+        _ => Ok(()),
+    }
 }
 
 /// Retired segments kept for reuse, in their own directory under their old names.
@@ -75,6 +114,7 @@ impl<B: Backend> Preallocator<B> {
         zero_fill: bool,
         bin_dir: &Path,
         recycle: usize,
+        reserved_space: u64,
     ) -> Result<Self> {
         let bin = RecycleBin::open(&segments, bin_dir, recycle)?;
         let shared = Arc::new(Shared {
@@ -91,6 +131,7 @@ impl<B: Backend> Preallocator<B> {
             warm_up,
             zero_fill,
             bin,
+            reserved_space,
         });
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -178,7 +219,7 @@ impl<B: Backend> Preallocator<B> {
         if let Some(segment) = self.shared.bin.take(&self.shared.segments, start)? {
             return Ok(Arc::new(segment));
         }
-        Ok(Arc::new(self.shared.segments.prepare(start, false)?))
+        Ok(Arc::new(self.shared.create(start)?))
     }
 
     /// Waits until the thread has nothing in progress: every requested segment created (and
@@ -248,7 +289,7 @@ fn run<B: Backend>(shared: &Shared<B>) {
         let fresh = matches!(recycled, Ok(None));
         let prepared = match recycled {
             Ok(Some(segment)) => Ok(segment),
-            Ok(None) => shared.segments.prepare(start, false),
+            Ok(None) => shared.create(start),
             Err(e) => Err(e),
         };
         let prepared = prepared.map(|mut segment| {

@@ -91,8 +91,6 @@ pub struct CommitLog<B: Backend> {
     /// A flush failed: after a failed fsync the kernel may have dropped the dirty pages, so
     /// nothing written since can be trusted to reach the disk.
     flush_failed: AtomicBool,
-    /// Bytes of the file system a new segment must leave available (0: no check).
-    reserved_space: u64,
 }
 
 /// The directory, beside `commitlog/`, of retired segments waiting for reuse.
@@ -153,7 +151,7 @@ impl<B: Backend> CommitLog<B> {
         // With write buffers, appends never touch the file's pages: warming them is wasted work.
         let warm_up = warm_up && pool.is_none();
         let bin = dir.with_file_name(RECYCLED_DIR);
-        let allocator = Preallocator::start(Arc::clone(&segments), warm_up, zero_fill, &bin, recycle)?;
+        let allocator = Preallocator::start(Arc::clone(&segments), warm_up, zero_fill, &bin, recycle, reserved_space)?;
         Ok(CommitLog {
             segments,
             allocator,
@@ -170,7 +168,6 @@ impl<B: Backend> CommitLog<B> {
             flushed_timestamp: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             flush_failed: AtomicBool::new(false),
-            reserved_space,
         })
     }
 
@@ -385,7 +382,6 @@ impl<B: Backend> CommitLog<B> {
                 }
             },
         };
-        self.check_reserve(next_start)?;
         let mut prepared = match self.allocator.take(next_start) {
             Some(Ok(prepared)) => prepared,
             // Nothing prepared, or preparing failed (disk full?): try once more here, so the
@@ -415,31 +411,6 @@ impl<B: Backend> CommitLog<B> {
             .ok_or_else(|| Error::layout(segment.path(), "new segment already has a writer"))?;
         state.writer = Some(w);
         Ok(())
-    }
-
-    /// Refuses a new segment when the file system holding the log has less than the reserve
-    /// available: the consume queues and the index need room to follow the log, and a log that
-    /// took the last bytes would leave the dispatcher unable to create their files (and
-    /// retention, which waits for the dispatcher, unable to free any). Once per segment.
-    fn check_reserve(&self, next_start: u64) -> Result<()> {
-        if self.reserved_space == 0 {
-            return Ok(());
-        }
-        let dir = self.segments.dir();
-        match fs4::available_space(dir) {
-            Ok(available) if available < self.reserved_space => Err(Error::DiskFull {
-                path: dir.join(crate::segment::segment_name(next_start)),
-                source: io::Error::new(
-                    io::ErrorKind::StorageFull,
-                    format!(
-                        "{available} bytes available, {} kept for consume-queue and index files",
-                        self.reserved_space
-                    ),
-                ),
-            }),
-            // A directory not created yet, or a file system that cannot say: no check.
-            _ => Ok(()),
-        }
     }
 
     /// Writes the end-of-segment filler over the writer's tail and publishes it.

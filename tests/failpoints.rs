@@ -75,7 +75,8 @@ fn disk_full_at_segment_allocation() {
 }
 
 /// A full disk wakes a forced retention pass at once: it recycles the oldest segments, and puts
-/// succeed again by themselves, with no file allocated and no reopen, while the disk is still full.
+/// succeed again by themselves, with no file allocated and no reopen, while the disk is still full
+/// (down to the reserve the consume queues and the index grow in).
 #[test]
 fn disk_full_wakes_retention_and_puts_resume_by_themselves() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -91,7 +92,8 @@ fn disk_full_wakes_retention_and_puts_resume_by_themselves() {
     assert!(err.is_none());
     store.flush().unwrap();
     assert!(store.last_retention_pass().is_none());
-    fail::cfg("segment-allocate", "return").unwrap();
+    // The file system is down to the reserve kept for the derived files: the log may not grow.
+    fail::cfg("commit-log-reserve", "return").unwrap();
     let (more, err) = put_until_error(&store, 100, 400);
     assert!(matches!(err, Some(Error::DiskFull { .. })), "{err:?}");
     // Puts resume within moments, still with no file to be allocated.
@@ -115,14 +117,13 @@ fn disk_full_wakes_retention_and_puts_resume_by_themselves() {
         (acked.len() + more.len()) as u64,
         "no offset lost to the failures"
     );
+    // The pass that freed room may be followed by others that found nothing more to take.
     let pass = store.last_retention_pass().expect("a pass ran");
-    assert!(
-        pass.forced && pass.segments_deleted > 0 && pass.segments_recycled > 0,
-        "{pass:?}"
-    );
+    assert!(pass.forced, "{pass:?}");
+    assert!(store.min_commit_log_offset() > 0, "segments were deleted");
     assert!(store.recycled_segments().1 > 0, "the next segment was a recycled one");
     assert!(store.min_offset("fp", 0) > 0);
-    fail::remove("segment-allocate");
+    fail::remove("commit-log-reserve");
     // What is left reads back intact, from the new minimum to the last put.
     let msgs = read_queue(&store, "fp", 0);
     let all: Vec<&Vec<u8>> = acked.iter().chain(&more).collect();
