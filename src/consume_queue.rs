@@ -153,12 +153,25 @@ impl<B: Backend> ConsumeQueue<B> {
         self.max_offset.store(max, Ordering::Release);
         self.assigned.store(max, Ordering::Release);
         self.flushed.store(max, Ordering::Release);
+        self.min_offset.store(self.first_unit_held(), Ordering::Release);
+        Ok(())
+    }
+
+    /// The first unit held that is not a blank filler.
+    fn first_unit_held(&self) -> u64 {
+        let max = self.max_offset();
         let mut min = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
         while min < max && self.unit(min).is_some_and(|u| u.is_blank()) {
             min += 1;
         }
-        self.min_offset.store(min, Ordering::Release);
-        Ok(())
+        min
+    }
+
+    /// Finds the minimum again from the files, then past what the log lost: after units were
+    /// repaired (a damaged first unit made the minimum pass records still in the log).
+    pub fn recompute_min_offset(&self, log_min: u64) {
+        self.min_offset.store(self.first_unit_held(), Ordering::Release);
+        self.correct_min_offset(log_min);
     }
 
     /// Reads the last file's units: (its start, the byte after its last valid unit, the hole).

@@ -174,9 +174,18 @@ pub fn recover<B: Backend>(
         let segments = log.segments().snapshot();
         // Segments past the last one holding anything are empty (a roll-over or preallocation
         // that the end of the run interrupted): the scan ends at the first of them.
+        // A recycled segment prepared ahead holds an earlier life's bytes, none of them a record
+        // of its own position: it holds nothing. (Counting it would let the first recovery
+        // reach past a gap of zeroed segment starts that the next, finding it gone, would not.)
         let last_written = segments
             .iter()
-            .rposition(|seg| !first_bytes_zero(seg, 0, 8))
+            .rposition(|seg| {
+                !first_bytes_zero(seg, 0, 8)
+                    && (matches!(
+                        CommitLog::<B>::entry_in(seg.read_from(0).as_deref(), seg.end(), verify),
+                        Ok(Entry::Record(v)) if v.physical_offset == seg.start()
+                    ) || log.next_valid_record(seg.start(), verify).is_some())
+            })
             .unwrap_or(0);
         let (start_idx, flushed, rule) = start_point::<B>(&segments, last_written, checkpoint, clean, rocketmq_store);
         report.start_rule = rule;
@@ -369,7 +378,7 @@ pub fn recover<B: Backend>(
         .collect();
     let mut repairs = repairs.into_inner();
     repairs.retain(|r| !r.queue.gap_filled() || r.queue.rebuilding());
-    report.units_repaired = apply_repairs(repairs)?;
+    report.units_repaired = apply_repairs(repairs, log.min_offset())?;
     if !gapped.is_empty() {
         for q in &gapped {
             tracing::warn!(
@@ -463,7 +472,7 @@ fn lost_queues<B: Backend>(
 }
 
 /// Rewrites the units re-dispatch found wrong, one run of neighbouring units at a time.
-fn apply_repairs<B: Backend>(mut repairs: Vec<UnitRepair<B>>) -> Result<u64> {
+fn apply_repairs<B: Backend>(mut repairs: Vec<UnitRepair<B>>, log_min: u64) -> Result<u64> {
     repairs.sort_by(|a, b| {
         (a.queue.topic(), a.queue.queue_id(), a.queue_offset).cmp(&(
             b.queue.topic(),
@@ -483,6 +492,8 @@ fn apply_repairs<B: Backend>(mut repairs: Vec<UnitRepair<B>>) -> Result<u64> {
             .count();
         let units: Vec<CqUnit> = rest[..run].iter().map(|r| r.unit).collect();
         first.queue.rewrite_units(first.queue_offset, &units)?;
+        // A unit that was wrong may have moved the queue's minimum past good records.
+        first.queue.recompute_min_offset(log_min);
         repaired += run as u64;
         rest = &rest[run..];
     }

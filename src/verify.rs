@@ -932,7 +932,20 @@ fn check_after_end(log: &LogFiles, ctx: &Ctx, scan: &LogScan, f: &mut Findings) 
         let pos = (scan.log_end.saturating_sub(seg.start) as usize).min(seg.data().len());
         if let Some(i) = seg.data()[pos..].iter().position(|&b| b != 0) {
             let at = scan.log_end + i as u64;
-            if ctx.clean {
+            // A recycled segment holds an earlier life's records past the end mark: old bytes,
+            // none of them a record at its own position. Only such a record means data past
+            // the end.
+            let stale = next_valid_record(seg.data(), seg.start, pos, ctx.verify).is_none();
+            if ctx.clean && stale {
+                f.note(
+                    &seg.rel,
+                    at,
+                    format!(
+                        "older bytes at {at} after the end mark of the log at {} (a recycled segment's earlier life; no record of this position)",
+                        scan.log_end
+                    ),
+                );
+            } else if ctx.clean {
                 f.damage(
                     &seg.rel,
                     at,

@@ -155,6 +155,48 @@ fn bench_replicate_runs_each_mode_alone_and_with_a_slave() {
     }
 }
 
+/// `--steady`: each mode on a fresh store, then within a budget kept by retention, whose segments
+/// are recycled ones; what is left reads back whole.
+#[test]
+fn bench_steady_runs_each_mode_fresh_then_within_a_budget() {
+    let out = mqstore(&[
+        "bench",
+        "--json",
+        "--flush",
+        "async",
+        "--messages",
+        "2000",
+        "--producers",
+        "2",
+        "--segment-size",
+        "1048576",
+        "--steady",
+        "--budget-segments",
+        "4",
+    ]);
+    assert!(out.status.success(), "bench --steady failed: {}", stderr(&out));
+    let lines: Vec<BTreeMap<String, String>> = stdout(&out).lines().map(parse_flat_json).collect();
+    let shapes: Vec<&str> = lines.iter().map(|l| l["steady"].as_str()).collect();
+    assert_eq!(shapes, ["false", "true"]);
+    let (fresh, steady) = (&lines[0], &lines[1]);
+    assert_eq!(fresh["messages"], "2000");
+    assert_eq!(fresh["read_messages"], "2000");
+    assert_eq!(fresh["recycled_segments"], "0");
+    // At least four budgets of 1 MiB segments are written.
+    let messages: u64 = steady["messages"].parse().unwrap();
+    assert!(messages * 1024 >= 4 * 4 * 1024 * 1024 * 8 / 10, "{messages}");
+    assert!(steady["recycled_segments"].parse::<f64>().unwrap() > 0.0, "{steady:?}");
+    assert!(steady["deleted_segments"].parse::<f64>().unwrap() > 0.0, "{steady:?}");
+    let read: u64 = steady["read_messages"].parse().unwrap();
+    assert!(
+        read > 0 && read < messages,
+        "retention kept a part: {read} of {messages}"
+    );
+    for key in ["put_errors", "put_not_ok", "read_errors"] {
+        assert_eq!(steady[key], "0", "{key}: {steady:?}");
+    }
+}
+
 /// The flags that shape how the bench puts and reads: each shows in the JSON, every message still
 /// comes back exactly once (the read phase checks each body's sequence number against its queue
 /// and the sum of all), and a bad value is a usage error.

@@ -95,6 +95,16 @@ fn own_key(body: &[u8]) -> String {
 /// The index agrees with the queues: every message is found by its own key (once, at its
 /// offset), and a queue's key finds its newest messages, newest first.
 fn check_index(store: &MessageStore<SimBackend>, model: &Model) -> Result<(), TestCaseError> {
+    // Bodies are unique but for the shortest (two empty bodies share their key): a key finds
+    // every live message with its body.
+    let mut by_body: BTreeMap<&Vec<u8>, Vec<(u32, u64)>> = BTreeMap::new();
+    for (queue, (bodies, _)) in &model.queues {
+        for (q, b) in bodies.iter().enumerate() {
+            if let Some(b) = b {
+                by_body.entry(b).or_default().push((*queue, q as u64));
+            }
+        }
+    }
     for (queue, (bodies, _)) in &model.queues {
         let live: Vec<(u64, &Vec<u8>)> = bodies
             .iter()
@@ -103,9 +113,20 @@ fn check_index(store: &MessageStore<SimBackend>, model: &Model) -> Result<(), Te
             .collect();
         for (q, body) in &live {
             let found = store.query_by_key("sim", &own_key(body), 8).expect("query by own key");
-            prop_assert_eq!(found.len(), 1, "queue {} offset {}: found {:?}", queue, q, found);
-            prop_assert_eq!(found[0].queue_offset(), *q);
-            prop_assert_eq!(found[0].body(), body.as_slice());
+            let mut got: Vec<(u32, u64)> = found.iter().map(|m| (m.queue_id(), m.queue_offset())).collect();
+            got.sort_unstable();
+            let mut want = by_body[body].clone();
+            want.sort_unstable();
+            want.truncate(8.min(want.len()));
+            prop_assert_eq!(got.len(), want.len(), "queue {} offset {}: found {:?}", queue, q, found);
+            prop_assert!(
+                got.contains(&(*queue, *q)),
+                "queue {} offset {}: found {:?}",
+                queue,
+                q,
+                found
+            );
+            prop_assert!(found.iter().all(|m| m.body() == body.as_slice()));
         }
         let newest = store
             .query_by_key("sim", &format!("q{queue}"), 64)
@@ -464,6 +485,128 @@ fn regression_retention_keeps_what_recovery_needs() {
         },
         Retain,
         Put { queue: 1, len: 1009 },
+    ];
+    run(false, ops).unwrap();
+}
+
+/// Regression: a crash left a stale recycled segment (prepared ahead, never written) past a run
+/// of segments whose starts a power loss had zeroed. Its non-zero first bytes made recovery count
+/// it as holding data and look past the gap for valid records, which it found; the next, clean,
+/// open no longer had that segment, cut the log at the gap and lost the records behind it. A
+/// segment now counts only if it holds a record of its own position. (Fails about two runs in
+/// three without the fix: the allocation thread's timing decides whether the recycled segment is
+/// prepared before the crash.)
+#[test]
+fn regression_a_stale_recycled_segment_does_not_stretch_recovery() {
+    use Op::*;
+    let ops = vec![
+        Batch {
+            queue: 1,
+            n: 1,
+            len: 161,
+        },
+        Put { queue: 1, len: 437 },
+        Put { queue: 0, len: 621 },
+        Batch {
+            queue: 1,
+            n: 2,
+            len: 322,
+        },
+        Put { queue: 1, len: 698 },
+        Put { queue: 1, len: 1061 },
+        Put { queue: 0, len: 455 },
+        Flush,
+        Put { queue: 0, len: 1283 },
+        Put { queue: 2, len: 123 },
+        Crash {
+            seed: 3043820494322796311,
+        },
+        Put { queue: 1, len: 703 },
+        Retain,
+        Put { queue: 1, len: 82 },
+        Batch {
+            queue: 1,
+            n: 1,
+            len: 83,
+        },
+        Flush,
+        Put { queue: 2, len: 585 },
+        Put { queue: 2, len: 223 },
+        Reopen,
+        Batch {
+            queue: 1,
+            n: 4,
+            len: 208,
+        },
+        Flush,
+        Put { queue: 0, len: 1322 },
+        Crash {
+            seed: 5984984000367476138,
+        },
+        Put { queue: 2, len: 114 },
+        Put { queue: 0, len: 2 },
+        Put { queue: 2, len: 1296 },
+        Put { queue: 0, len: 582 },
+        Reopen,
+        Crash {
+            seed: 9297885307795079108,
+        },
+        Put { queue: 1, len: 252 },
+        Batch {
+            queue: 2,
+            n: 3,
+            len: 483,
+        },
+        Put { queue: 0, len: 1373 },
+        Put { queue: 2, len: 436 },
+        Reopen,
+        Put { queue: 1, len: 453 },
+        Batch {
+            queue: 1,
+            n: 3,
+            len: 516,
+        },
+        Put { queue: 2, len: 1123 },
+        Put { queue: 1, len: 1051 },
+        Put { queue: 1, len: 92 },
+        Retain,
+        Put { queue: 1, len: 1176 },
+        Put { queue: 2, len: 1392 },
+        Put { queue: 1, len: 553 },
+        Put { queue: 1, len: 1053 },
+        Put { queue: 0, len: 1244 },
+        Batch {
+            queue: 2,
+            n: 3,
+            len: 245,
+        },
+        Put { queue: 2, len: 1153 },
+        Put { queue: 2, len: 587 },
+        Put { queue: 2, len: 1343 },
+        Crash {
+            seed: 3730423157746783905,
+        },
+        Reopen,
+        Put { queue: 1, len: 674 },
+        Batch {
+            queue: 2,
+            n: 4,
+            len: 231,
+        },
+        Batch {
+            queue: 2,
+            n: 2,
+            len: 435,
+        },
+        Put { queue: 0, len: 1450 },
+        Flush,
+        Put { queue: 0, len: 194 },
+        Put { queue: 1, len: 203 },
+        Batch {
+            queue: 0,
+            n: 4,
+            len: 498,
+        },
     ];
     run(false, ops).unwrap();
 }

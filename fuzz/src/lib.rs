@@ -2245,6 +2245,17 @@ fn found_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
             ),
         ),
         (
+            // The first segment gone and units of queue fuzz/1 damaged: recovery set the queue's
+            // minimum while a damaged unit made its record look deleted, then rewrote the units
+            // from the log; only the next open found the minimum one lower (14, not 15). A repair
+            // now finds the queue's minimum again. (Found by CI's fuzz smoke, 2026-12-07.)
+            "found-repaired-unit-minimum-differs-next-session",
+            RecoverInput::decode(&[
+                0, 1, 0, 243, 1, 0, 12, 255, 2, 0, 1, 0, 42, 159, 3, 1, 1, 1, 243, 197, 243, 243, 3, 255, 243, 243, 0,
+                243, 1, 0, 0, 107, 3, 94, 7, 0, 0, 1, 0, 0, 250, 255, 255, 255, 0, 0, 0,
+            ]),
+        ),
+        (
             // The first open left queue fuzz/1 unreadable from offset 0 and only a second open
             // rebuilt it (found by CI's fuzz smoke, kept as a known crash since). Recovery now
             // compares each unit re-dispatch passes with the log's record, rewrites those that

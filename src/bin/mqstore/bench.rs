@@ -108,8 +108,9 @@ pub struct BenchArgs {
     /// Also run each mode in a steady state: retention keeps the log within a budget of
     /// `--budget-segments` segments (deleting the oldest as the run writes, recycling their
     /// files), as a broker that has run for days does. Each mode's fresh row comes first, for
-    /// comparison in the same run; the steady run writes at least four times the budget, so
-    /// that every file is recycled again and again.
+    /// comparison in the same run. The store is first filled (untimed) with twice the budget,
+    /// then the timed run writes at least four times the budget, so that every file is
+    /// recycled again and again.
     #[arg(long)]
     pub steady: bool,
     /// The steady state's disk budget, in commit-log segments (the recycle bin's two included).
@@ -692,6 +693,10 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
         )));
     }
 
+    if let Some(budget) = plan.steady {
+        steady_state(&store, &plan, budget).map_err(|e| Failure::failed(format!("{name}: {e}")))?;
+    }
+
     let bar = progress_bar(show_progress, plan.mode, plan.messages);
 
     // Append phase.
@@ -868,6 +873,40 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
         recycled,
         segments_deleted,
     })
+}
+
+/// Brings a steady run's store to where a broker that has run for days is: twice the budget
+/// written and deleted, so that the log's files, the one prepared ahead and the recycle bin's are
+/// all recycled ones. Untimed; each body carries its queue's number as its sequence number,
+/// which is all the read check asks of it.
+fn steady_state(store: &MessageStore, plan: &Plan, budget: u64) -> Result<(), String> {
+    let record_len = u64::from(plan.size) + RECORD_OVERHEAD;
+    let n = (2 * budget * plan.segment_size).div_ceil(record_len);
+    let mut bodies: Vec<Vec<u8>> = (0..plan.queues)
+        .map(|q| {
+            let mut b = body_template(plan.size);
+            stamp(&mut b, u64::from(q));
+            b
+        })
+        .collect();
+    for i in 0..n {
+        let q = (i % u64::from(plan.queues)) as u32;
+        let body = std::mem::take(&mut bodies[q as usize]);
+        let m = Message::new(TOPIC, q, body.clone());
+        bodies[q as usize] = body;
+        store.put(m).map_err(|e| format!("filling the budget: {e}"))?;
+    }
+    store.flush().map_err(|e| format!("flush after filling: {e}"))?;
+    if !store.wait_dispatched(DISPATCH_WAIT) {
+        return Err("the filling puts were not dispatched".into());
+    }
+    store
+        .delete_expired_now()
+        .map_err(|e| format!("retention after filling: {e}"))?;
+    if !store.wait_segments_prepared(DISPATCH_WAIT) {
+        return Err("the next segment was not prepared after filling".into());
+    }
+    Ok(())
 }
 
 /// Opens the slave of a replicated run beside the master's store (in `MASTER_DIR-slave`, or a
