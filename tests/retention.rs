@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use common::{commit_log_files, segment_files};
 use mqstore::verify::verify_store;
 use mqstore::{
-    DiskUsage, FlushPolicy, GetStatus, Message, MessageStore, RetentionConfig, RetentionPass, StoreConfig,
-    StoredMessage,
+    CommitStatus, DiskUsage, FlushPolicy, GetStatus, Message, MessageStore, RetentionConfig, RetentionPass,
+    StoreConfig, StoredMessage,
 };
 
 const SEGMENT: u64 = 64 * 1024;
@@ -128,6 +128,8 @@ fn expired_segments_go_oldest_first_with_their_derived_files() {
     let index_before = index_files(dir.path());
     assert!(index_before >= 3, "{index_before} index files");
     let before = read_everything(&store);
+    // A group that consumed nothing of orders/0 yet.
+    assert_eq!(store.commit_offset("g", "orders", 0, 0).unwrap(), CommitStatus::Ok);
 
     let pass = store.delete_expired_now().unwrap();
     assert_eq!(pass.segments_deleted, 3, "at most the batch: {pass:?}");
@@ -153,6 +155,15 @@ fn expired_segments_go_oldest_first_with_their_derived_files() {
         assert_eq!(g.next_offset, *min);
         assert_eq!(g.min_offset, *min);
     }
+    // Its committed offset is reported below the queue's new minimum, not moved.
+    let committed = store.committed_offset_status("g", "orders", 0).unwrap().unwrap();
+    assert_eq!(committed.offset, 0);
+    assert_eq!(
+        committed.status,
+        CommitStatus::BelowMinOffset {
+            min: after[&("orders".to_string(), 0)].0
+        }
+    );
     // Lookups by key answer for what is left, and nothing for what went.
     assert!(store.query_by_key("orders", "orders-0-0", 4).unwrap().is_empty());
     let (min, _) = after[&("orders".to_string(), 0)];
