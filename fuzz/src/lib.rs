@@ -1859,8 +1859,19 @@ pub fn generated_seeds(repo: &Path) -> Vec<(String, Vec<u8>)> {
 /// `tests/fuzz_corpus.rs` checks that each still fails; once the library is fixed that test says
 /// so, and the entry moves to the target's seeds ([`recover_seeds`] for recover_store).
 pub fn known_crashes() -> Vec<(&'static str, &'static str, Vec<u8>, &'static str, &'static str)> {
-    // Open bugs, minimized; fixed ones move to the seeds (`found_seeds`). None is open.
-    Vec::new()
+    // Open bugs, minimized; fixed ones move to the seeds (`found_seeds`).
+    vec![(
+        "recover_store",
+        "rebuilt-queue-repaired-next-session",
+        vec![
+            2, 3, 100, 0, 1, 0, 243, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 1, 0,
+            12, 2, 4, 1, 0, 0, 1, 3, 3, 1, 1, 1, 243, 243, 243, 3, 255, 243, 243, 243, 243, 0, 0, 1, 3, 243, 3, 1, 1,
+            243, 243, 243, 3, 255, 243, 243,
+        ],
+        "issue 20: the first open rebuilds queues fuzz/0 and fuzz/1 (a log short of its durable point) and \
+         leaves fuzz/0's units 8..14 unreadable; the second open repairs 7 units from the log (since 2a9cf19)",
+        "reopening after a successful open and close reads differently",
+    )]
 }
 
 /// Index of `path` in `files`, as [`FileOp`]s pick files.
