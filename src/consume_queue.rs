@@ -160,7 +160,7 @@ impl<B: Backend> ConsumeQueue<B> {
     /// The first unit held that is not a blank filler.
     fn first_unit_held(&self) -> u64 {
         let max = self.max_offset();
-        let mut min = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
+        let mut min = self.first_held();
         while min < max && self.unit(min).is_some_and(|u| u.is_blank()) {
             min += 1;
         }
@@ -294,7 +294,7 @@ impl<B: Backend> ConsumeQueue<B> {
             return Ok(match self.unit(queue_offset) {
                 Some(held) if held == unit => UnitPut::Present,
                 // Below the files held (retention, or a lost first file): nothing to compare.
-                None if queue_offset * UNIT_SIZE < self.segments.min_offset().unwrap_or(0) => UnitPut::Present,
+                None if queue_offset < self.first_held() => UnitPut::Present,
                 held => UnitPut::Differs(held),
             });
         }
@@ -365,7 +365,7 @@ impl<B: Backend> ConsumeQueue<B> {
         // The writer holds the last file; the next put claims it again, at its end.
         *writer = None;
         let per = self.units_per_segment();
-        let held_from = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
+        let held_from = self.first_held();
         let max = self.max_offset();
         let mut at = first.max(held_from);
         let end = (first + units.len() as u64).min(max);
@@ -440,7 +440,7 @@ impl<B: Backend> ConsumeQueue<B> {
     /// cut), and unreadable units at the tail, so that the queue never points past the log.
     pub fn truncate_to_log(&self, log_end: u64) -> Result<()> {
         let max = self.max_offset();
-        let min_held = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
+        let min_held = self.first_held();
         let mut keep = max;
         while keep > min_held {
             match self.unit(keep - 1) {
@@ -460,7 +460,7 @@ impl<B: Backend> ConsumeQueue<B> {
     /// adds nothing after it (a queue without records from `from` on), the next open would drop
     /// it and the two sessions would disagree on the queue's max offset.
     pub fn truncate_from_log_offset(&self, from: u64, log_end: u64) -> Result<()> {
-        let min_held = self.segments.min_offset().unwrap_or(0) / UNIT_SIZE;
+        let min_held = self.first_held();
         let mut keep = self.max_offset();
         while keep > min_held {
             match self.unit(keep - 1) {

@@ -421,46 +421,32 @@ fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, targets: Targets
         let limit = log.max_offset();
         if from < limit && stalled_at != Some((from, limit)) {
             let (step, failure) = dispatch_range_partly(log, targets, from, limit, &[], warm_up);
-            match failure.map_or(Ok(step), |e| Err((step, e))) {
-                Ok(step) => {
-                    let reached = step.offset;
-                    if reached < limit {
-                        // Damage up to the end of the active segment: retry when the log grows.
-                        stalled_at = Some((reached, limit));
-                    }
-                    if reached > from {
-                        empty_polls = 0;
-                        shared
-                            .dispatched_timestamp
-                            .fetch_max(step.last_timestamp, Ordering::AcqRel);
-                        shared.dispatched.store(reached, Ordering::Release);
-                        let _state = shared.state.lock();
-                        shared.progress.notify_all();
-                    }
-                }
-                Err((step, e)) => {
+            // What was done is kept even before a failure: retention waits for it.
+            if step.offset > from {
+                empty_polls = 0;
+                shared
+                    .dispatched_timestamp
+                    .fetch_max(step.last_timestamp, Ordering::AcqRel);
+                shared.dispatched.store(step.offset, Ordering::Release);
+                let _state = shared.state.lock();
+                shared.progress.notify_all();
+            }
+            drop(step_guard);
+            match failure {
+                // Damage up to the end of the active segment: retry when the log grows.
+                None if step.offset < limit => stalled_at = Some((step.offset, limit)),
+                None => {}
+                Some(e) => {
                     tracing::error!(error = %e, at = step.offset, "dispatch failed; retrying");
-                    // Keep what was done (retention waits for it), then retry shortly: the cause
-                    // (a full disk) may pass without the log growing.
-                    if step.offset > from {
-                        shared
-                            .dispatched_timestamp
-                            .fetch_max(step.last_timestamp, Ordering::AcqRel);
-                        shared.dispatched.store(step.offset, Ordering::Release);
-                        let _state = shared.state.lock();
-                        shared.progress.notify_all();
-                    }
+                    // Shortly, not when the log grows: the cause (a full disk) may pass first.
                     stalled_at = None;
-                    drop(step_guard);
                     let mut state = shared.state.lock();
                     if state.stop {
                         return;
                     }
                     shared.wake.wait_for(&mut state, DISPATCH_RETRY);
-                    continue;
                 }
             }
-            drop(step_guard);
             continue;
         }
         drop(step_guard);

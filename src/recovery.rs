@@ -100,6 +100,15 @@ fn first_bytes_zero<S: Storage>(segment: &Segment<S>, pos: u64, len: u64) -> boo
         .is_none_or(|b| b.iter().all(|&x| x == 0))
 }
 
+/// The first record of `segment` that is valid at its own position (checked as `verify` says),
+/// from its first byte on.
+fn first_valid_record<B: Backend>(log: &CommitLog<B>, segment: &SegmentRef<B>, verify: Verify) -> Option<u64> {
+    match CommitLog::<B>::entry_in(segment.read_from(0).as_deref(), segment.end(), verify) {
+        Ok(Entry::Record(v)) if v.physical_offset == segment.start() => Some(segment.start()),
+        _ => log.next_valid_record(segment.start(), verify),
+    }
+}
+
 /// Picks the segment to start scanning at, and the durable bound below which damage is
 /// skipped rather than cut.
 fn start_point<B: Backend>(
@@ -179,13 +188,7 @@ pub fn recover<B: Backend>(
         // reach past a gap of zeroed segment starts that the next, finding it gone, would not.)
         let last_written = segments
             .iter()
-            .rposition(|seg| {
-                !first_bytes_zero(seg, 0, 8)
-                    && (matches!(
-                        CommitLog::<B>::entry_in(seg.read_from(0).as_deref(), seg.end(), verify),
-                        Ok(Entry::Record(v)) if v.physical_offset == seg.start()
-                    ) || log.next_valid_record(seg.start(), verify).is_some())
-            })
+            .rposition(|seg| !first_bytes_zero(seg, 0, 8) && first_valid_record(log, seg, verify).is_some())
             .unwrap_or(0);
         let (start_idx, flushed, rule) = start_point::<B>(&segments, last_written, checkpoint, clean, rocketmq_store);
         report.start_rule = rule;
@@ -225,13 +228,9 @@ pub fn recover<B: Backend>(
             // the end of the log: the normal end (zeros), a torn tail, or damage at the tail.
             let next = log.next_valid_record(offset, verify).or_else(|| {
                 // Nothing valid left in this segment: is there a valid record in a later one?
-                segments[idx + 1..=last_written.max(idx)].iter().find_map(|later| {
-                    let bytes = later.read_from(0);
-                    match CommitLog::<B>::entry_in(bytes.as_deref(), later.end(), verify) {
-                        Ok(Entry::Record(v)) if v.physical_offset == later.start() => Some(later.start()),
-                        _ => log.next_valid_record(later.start(), verify),
-                    }
-                })
+                segments[idx + 1..=last_written.max(idx)]
+                    .iter()
+                    .find_map(|later| first_valid_record(log, later, verify))
             });
             let Some(next) = next else {
                 let zeros = first_bytes_zero(segment, offset - segment.start(), 8);

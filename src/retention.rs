@@ -451,8 +451,10 @@ impl<B: Backend> Retention<B> {
             &self.dispatch,
             &self.checkpoint,
         );
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "retention could not write a checkpoint");
+        match written {
+            // The checkpoint flushed the queues up to what it records as dispatched.
+            Ok(()) => return self.checkpoint.last().dispatched,
+            Err(e) => tracing::warn!(error = %e, "retention could not write a checkpoint"),
         }
         let dispatched = self.dispatch.dispatched();
         match self.queues.flush_all(0) {

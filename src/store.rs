@@ -329,6 +329,15 @@ impl<B: Backend> MessageStore<B> {
             }
         };
 
+        // Leaves as a failed open should: threads stopped, the abort marker kept.
+        let abandon = || {
+            log.halt();
+            checkpointer.stop();
+            offset_flusher.stop();
+            dispatcher.stop();
+            flusher.stop();
+        };
+
         let writeable = Arc::new(AtomicBool::new(true));
         let replication = if config.replicated() {
             let access = Arc::new(replica::StoreLog {
@@ -346,12 +355,7 @@ impl<B: Backend> MessageStore<B> {
             match started {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    // Leave as a failed open should: threads stopped, the abort marker kept.
-                    log.halt();
-                    checkpointer.stop();
-                    offset_flusher.stop();
-                    dispatcher.stop();
-                    flusher.stop();
+                    abandon();
                     return Err(e);
                 }
             }
@@ -371,14 +375,10 @@ impl<B: Backend> MessageStore<B> {
         let retention_thread = match retention.spawn() {
             Ok(t) => t,
             Err(e) => {
-                log.halt();
-                checkpointer.stop();
-                offset_flusher.stop();
-                dispatcher.stop();
-                flusher.stop();
                 if let Some(r) = &replication {
                     r.stop();
                 }
+                abandon();
                 return Err(Error::io(&dir, e));
             }
         };
@@ -453,11 +453,6 @@ impl<B: Backend> MessageStore<B> {
         s.last_retention = self.retention.last_pass();
         (s.segments_in_recycle_bin, s.segments_recycled) = self.log.recycled();
         s
-    }
-
-    /// Commit-log segments waiting in the recycle bin now, and segments reused since open.
-    pub fn recycled_segments(&self) -> (usize, u64) {
-        self.log.recycled()
     }
 
     /// Disk usage as retention measures it (0.0-1.0), with the configured probe.

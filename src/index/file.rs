@@ -415,6 +415,20 @@ impl<S: Storage> IndexFile<S> {
         None
     }
 
+    /// The first of entries `1..count` whose record starts at or past commit-log `offset`
+    /// (`count` when none does): entries are in commit-log order.
+    pub fn first_entry_from(&self, offset: u64, count: i32) -> i32 {
+        let (mut lo, mut hi) = (1i32, count.max(1));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.entry(mid as u32) {
+                Some(e) if (e.phy_offset as u64) < offset => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo
+    }
+
     /// Entry `n` (any number below the file's capacity).
     pub fn entry(&self, n: u32) -> Option<IndexEntry> {
         if n >= self.layout.entries {

@@ -332,19 +332,10 @@ impl<B: Backend> IndexService<B> {
             } else {
                 f.header().index_count
             };
-            let phy = |n: i32| f.entry(n as u32).map_or(i64::MAX, |e| e.phy_offset);
-            if (count <= 1 || phy(1) as u64 >= limit) && i > 0 {
+            let lo = f.first_entry_from(limit, count);
+            // Nothing of this file below the limit: the mark lies in an earlier one.
+            if lo <= 1 && i > 0 {
                 continue;
-            }
-            // Entries are in log order: the first one at or past the limit.
-            let (mut lo, mut hi) = (1i32, count.max(1));
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                if (phy(mid) as u64) < limit {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
             }
             return Ok(IndexMark {
                 file: f.name(),
@@ -418,15 +409,7 @@ impl<B: Backend> IndexService<B> {
                 continue;
             }
             if h.index_count > 1 && (h.end_phy_offset as u64) >= offset {
-                // Entries are in commit-log order: find the first one at or past the cut.
-                let (mut lo, mut hi) = (1i32, h.index_count);
-                while lo < hi {
-                    let mid = lo + (hi - lo) / 2;
-                    match last.entry(mid as u32) {
-                        Some(e) if (e.phy_offset as u64) < offset => lo = mid + 1,
-                        _ => hi = mid,
-                    }
-                }
+                let lo = last.first_entry_from(offset, h.index_count);
                 let end = last
                     .entry((lo - 1).max(1) as u32)
                     .map_or((0, 0), |e| (h.end_timestamp, e.phy_offset));

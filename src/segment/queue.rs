@@ -154,12 +154,14 @@ impl<B: Backend> SegmentQueue<B> {
     /// The segment covering `offset`.
     pub fn find(&self, offset: u64) -> Option<SegmentRef<B>> {
         let segments = self.segments.read();
+        Some(Arc::clone(&segments[self.index_of(&segments, offset)?]))
+    }
+
+    /// Where the segment covering `offset` sits in `segments` (this queue's list).
+    fn index_of(&self, segments: &[SegmentRef<B>], offset: u64) -> Option<usize> {
         let first = segments.first()?.start();
-        if offset < first {
-            return None;
-        }
-        let idx = ((offset - first) / self.segment_size) as usize;
-        segments.get(idx).cloned()
+        let idx = (offset.checked_sub(first)? / self.segment_size) as usize;
+        (idx < segments.len()).then_some(idx)
     }
 
     /// Smallest offset held, if any segment exists.
@@ -285,11 +287,8 @@ impl<B: Backend> SegmentQueue<B> {
     /// The caller must have dropped the segment's writer and keep new ones out.
     pub fn rewrite(&self, offset: u64, data: &[u8]) -> Result<()> {
         let mut segments = self.segments.write();
-        let first = segments.first().map_or(0, |s| s.start());
-        let idx = offset
-            .checked_sub(first)
-            .map(|d| (d / self.segment_size) as usize)
-            .filter(|&i| i < segments.len())
+        let idx = self
+            .index_of(&segments, offset)
             .ok_or_else(|| Error::layout(&self.dir, format!("no segment holds offset {offset}")))?;
         let slot = &mut segments[idx];
         let pos = offset - slot.start();
@@ -364,18 +363,6 @@ impl<B: Backend> SegmentQueue<B> {
             return None;
         }
         Some(segments.remove(0))
-    }
-
-    /// Removes the oldest segment from the queue and deletes its file. Readers that still hold
-    /// it keep their mapping until they drop it.
-    pub fn remove_first(&self) -> Result<Option<SegmentRef<B>>> {
-        let mut segments = self.segments.write();
-        if segments.is_empty() {
-            return Ok(None);
-        }
-        let first = segments.remove(0);
-        self.backend.remove(first.path()).at(first.path())?;
-        Ok(Some(first))
     }
 
     /// Removes every segment from the queue and deletes their files, newest first (a crash in

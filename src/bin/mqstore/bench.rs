@@ -717,7 +717,7 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
             .collect();
         (start.elapsed(), results)
     });
-    let recycled = store.recycled_segments().1;
+    let recycled = store.stats().segments_recycled;
     // The store started empty: every segment below its first one now was deleted.
     let segments_deleted = store.min_commit_log_offset() / plan.segment_size;
     let mut latency = new_histogram();
