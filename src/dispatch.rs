@@ -34,7 +34,7 @@ const DISPATCH_RETRY: Duration = Duration::from_millis(50);
 
 /// Whether a record with these sysFlag bits goes into a consume queue: prepared and rolled-back
 /// transactional records do not (RocketMQ's rule).
-fn is_dispatched(sys_flag: i32) -> bool {
+pub(crate) fn is_dispatched(sys_flag: i32) -> bool {
     let tx = sys_flag & codec::TRANSACTION_TYPE_MASK;
     tx != codec::TRANSACTION_PREPARED_TYPE && tx != codec::TRANSACTION_ROLLBACK_TYPE
 }
@@ -61,7 +61,7 @@ pub struct Targets<'a, B: Backend> {
     /// The index, if the store keeps one.
     pub index: Option<&'a IndexService<B>>,
     /// Where to report units a queue holds that differ from the log's record (recovery repairs
-    /// them); `None`: leave them.
+    /// them, in runs); `None`: rewrite each at once.
     pub repairs: Option<&'a Mutex<Vec<UnitRepair<B>>>>,
     /// What each record is checked for before it is dispatched: framing for records recovery
     /// or an append checked already, the CRC for a walk over older parts of the log (a rebuild
@@ -255,14 +255,19 @@ pub fn dispatch_range_partly<B: Backend>(
                     queue_offset: view.queue_offset,
                     unit,
                 }),
-                None => tracing::warn!(
-                    topic = view.topic,
-                    queue_id = view.queue_id,
-                    queue_offset = view.queue_offset,
-                    ?held,
-                    offset,
-                    "consume-queue unit differs from the log"
-                ),
+                None => {
+                    // The log is the truth: a unit it contradicts (copied in from another
+                    // queue's file, say) is rewritten rather than left for every read to refuse.
+                    tracing::warn!(
+                        topic = view.topic,
+                        queue_id = view.queue_id,
+                        queue_offset = view.queue_offset,
+                        ?held,
+                        offset,
+                        "consume-queue unit differs from the log: rewritten"
+                    );
+                    cq.rewrite_units(view.queue_offset, &[unit])?;
+                }
             }
         }
         Ok(())

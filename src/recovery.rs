@@ -388,15 +388,20 @@ pub fn recover<B: Backend>(
             q.clear()?;
             q.set_rebuilding(true);
         }
+        // The log may claim one queue offset twice (a record whose offset field was damaged
+        // in a way its CRC cannot see): the later record wins, as the repair of a store
+        // that was not rebuilt would decide, so that the next open finds nothing to change.
+        let repairs = Mutex::new(Vec::new());
         let targets = Targets {
             queues,
             queues_from: end,
             rebuilding: true,
             index: None,
-            repairs: None,
+            repairs: Some(&repairs),
             verify,
         };
         dispatch_range(log, targets, log.min_offset(), end, &skip, warm_up)?;
+        report.units_repaired += apply_repairs(repairs.into_inner(), log.min_offset())?;
     }
     for q in lost.iter().chain(&gapped) {
         q.set_rebuilding(false);

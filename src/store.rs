@@ -40,6 +40,7 @@ use crate::stats::{Counters, StoreStats};
 use crate::unique_key::UniqueKey;
 use crate::unique_key::UniqueKeys;
 
+mod heal;
 mod offsets;
 mod query;
 mod replica;
@@ -117,6 +118,8 @@ pub struct MessageStore<B: Backend = MmapBackend> {
     retention_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Puts and gets since open.
     counters: Counters,
+    /// Held while a read repairs consume-queue units (see `heal`).
+    healing: Mutex<()>,
 }
 
 impl MessageStore<MmapBackend> {
@@ -405,6 +408,7 @@ impl<B: Backend> MessageStore<B> {
             retention,
             retention_thread: Mutex::new(Some(retention_thread)),
             counters: Counters::new(),
+            healing: Mutex::new(()),
         })
     }
 
@@ -712,8 +716,31 @@ impl<B: Backend> MessageStore<B> {
         let (log_min, log_end) = (self.log.min_offset(), self.log.max_offset());
         let mut cq_segment = None;
         let mut log_segment = None;
+        // A bad unit is repaired from the log once per call, then read again.
+        let mut healed = false;
+        let mut heal = |at: u64, cq_segment: &mut Option<_>| -> bool {
+            if healed {
+                return false;
+            }
+            healed = true;
+            match self.heal_units(&cq, at) {
+                Ok(true) => {
+                    // The repaired file replaced the one the cache holds.
+                    *cq_segment = None;
+                    true
+                }
+                Ok(false) => false,
+                Err(e) => {
+                    tracing::error!(topic = cq.topic(), queue_id = cq.queue_id(), queue_offset = at, error = %e, "repairing consume-queue units failed");
+                    false
+                }
+            }
+        };
         while next < scan_limit && messages.len() < want {
             let Some(unit) = cq.unit_cached(next, &mut cq_segment) else {
+                if heal(next, &mut cq_segment) {
+                    continue;
+                }
                 if messages.is_empty() {
                     let per = cq.units_per_segment();
                     let next_file = next - next % per + per;
@@ -753,6 +780,9 @@ impl<B: Backend> MessageStore<B> {
                 Ok(None) => {
                     removed = true;
                     next += 1;
+                    continue;
+                }
+                Err(Error::CorruptConsumeQueue { .. } | Error::CorruptRecord { .. }) if heal(next, &mut cq_segment) => {
                     continue;
                 }
                 // A damaged unit or record ends the batch before it; asked for first, it is the
