@@ -300,3 +300,37 @@ fn failed_directory_sync_at_segment_creation() {
     store.close().unwrap();
     scenario.teardown();
 }
+
+#[test]
+fn a_file_system_without_fallocate_still_takes_puts_and_recovers_them() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    // Every fallocate answers EOPNOTSUPP, as on some FUSE file systems: segments are allocated by
+    // writing zeros instead, for the commit log and the consume queues alike.
+    fail::cfg("segment-fallocate", "return").unwrap();
+    let config = || config(dir.path()).flush_policy(FlushPolicy::sync());
+    let store = MessageStore::open(config()).unwrap();
+    let (acked, err) = put_until_error(&store, 0, 150);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(read_queue(&store, "fp", 0).len(), acked.len());
+    store.close().unwrap();
+    let segments = common::segment_files(&dir.path().join("commitlog"));
+    assert!(segments.len() >= 5, "the puts filled several segments");
+    assert!(
+        segments.iter().all(|(_, _, len)| *len == 16 * 1024),
+        "every segment whole"
+    );
+    // Recovered after a crash (the abort marker makes the open check every record again)...
+    std::fs::File::create(dir.path().join("abort")).unwrap();
+    let store = MessageStore::open(config()).unwrap();
+    assert!(!store.recovery_report().clean_shutdown);
+    let got = read_queue(&store, "fp", 0);
+    assert_eq!(got.len(), acked.len());
+    assert!(got.iter().zip(&acked).all(|(m, b)| m.body() == b.as_slice()));
+    // ...and the store goes on taking puts.
+    let r = store.put(Message::new("fp", 0, body(999))).unwrap();
+    assert_eq!(r.queue_offset, acked.len() as u64);
+    store.close().unwrap();
+    scenario.teardown();
+}

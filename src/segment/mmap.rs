@@ -174,6 +174,64 @@ fn entries(dir: &Path) -> io::Result<Vec<(String, fs::Metadata)>> {
     Ok(out)
 }
 
+/// File systems (by device) found without `fallocate`: they are not asked again.
+static NO_FALLOCATE: parking_lot::Mutex<Vec<u64>> = parking_lot::Mutex::new(Vec::new());
+
+/// Gives `file` `size` bytes of allocated blocks. Really allocated: writing through a mapping
+/// of a sparse file on a full disk raises SIGBUS instead of an error we could return. Where the
+/// file system has no `fallocate` (some FUSE and network file systems), the blocks are claimed
+/// by writing zeros through the file instead, which returns a full disk as an error: slower
+/// (the segment's bytes are written once more), but it keeps the store taking puts there.
+fn allocate_blocks(file: &File, size: u64) -> io::Result<()> {
+    use std::os::unix::fs::{FileExt as _, MetadataExt};
+    let device = file.metadata()?.dev();
+    if !NO_FALLOCATE.lock().contains(&device) {
+        let allocated = fallocate(file, size);
+        match allocated {
+            Ok(()) => {
+                if file.metadata()?.len() != size {
+                    file.set_len(size)?;
+                }
+                return Ok(());
+            }
+            Err(e) if is_unsupported(&e) => {
+                let mut known = NO_FALLOCATE.lock();
+                if !known.contains(&device) {
+                    known.push(device);
+                    tracing::warn!(
+                        device,
+                        error = %e,
+                        "the file system has no fallocate: segment files are allocated by writing zeros"
+                    );
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    const CHUNK: usize = 1 << 20;
+    let zeros = vec![0u8; CHUNK.min(size as usize)];
+    let mut pos = 0u64;
+    while pos < size {
+        let n = (size - pos).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], pos)?;
+        pos += n as u64;
+    }
+    file.set_len(size)
+}
+
+fn fallocate(file: &File, size: u64) -> io::Result<()> {
+    fail::fail_point!("segment-fallocate", |_| Err(io::Error::from_raw_os_error(
+        libc::EOPNOTSUPP
+    )));
+    file.allocate(size)
+}
+
+/// Whether an error says the operation is not supported (rather than that it failed).
+fn is_unsupported(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Unsupported
+        || matches!(e.raw_os_error(), Some(code) if code == libc::EOPNOTSUPP || code == libc::ENOSYS)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     fail::fail_point!("dir-sync", |_| Err(io::Error::from_raw_os_error(5)));
     File::open(dir)?.sync_all()
@@ -205,12 +263,7 @@ impl Backend for MmapBackend {
             .open(&tmp)?;
         let created = (|| {
             fail::fail_point!("segment-allocate", |_| Err(io::Error::from_raw_os_error(28)));
-            // Really allocate the blocks: writing through a mapping of a sparse file on a full
-            // disk raises SIGBUS instead of an error we could return.
-            file.allocate(size)?;
-            if file.metadata()?.len() != size {
-                file.set_len(size)?;
-            }
+            allocate_blocks(&file, size)?;
             file.sync_all()?;
             // A hard link fails if `path` appeared meanwhile, where a rename would replace it.
             fs::hard_link(&tmp, path)?;
