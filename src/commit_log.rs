@@ -446,31 +446,7 @@ impl<B: Backend> CommitLog<B> {
         let segment = self.segments.find(from)?;
         let bytes = segment.read_from(0)?;
         let bytes: &[u8] = &bytes;
-        let base = segment.start();
-        let first = (from - base + 1) as usize;
-        // Both record magics share their first three bytes; a vectorised search for them skips
-        // zeros and garbage fast. The physical offset a record carries at byte 28 equals its own
-        // position: with the magic that is a strong marker, so few candidates get a full decode.
-        let prefix = &codec::MAGIC_V1.to_be_bytes()[..3];
-        let from_magic = first + 4;
-        for hit in memchr::memmem::find_iter(bytes.get(from_magic..)?, prefix) {
-            let pos = from_magic + hit - 4;
-            if pos + codec::MIN_RECORD_LEN > bytes.len() {
-                break;
-            }
-            let magic = u32::from_be_bytes([bytes[pos + 4], bytes[pos + 5], bytes[pos + 6], bytes[pos + 7]]);
-            if magic != codec::MAGIC_V1 && magic != codec::MAGIC_V2 {
-                continue;
-            }
-            let mut phys = [0u8; 8];
-            phys.copy_from_slice(&bytes[pos + 28..pos + 36]);
-            if u64::from_be_bytes(phys) == base + pos as u64
-                && matches!(codec::decode(&bytes[pos..], verify), Ok(Frame::Record(_)))
-            {
-                return Some(base + pos as u64);
-            }
-        }
-        None
+        crate::layout::scan::next_valid_record(bytes, segment.start(), (from - segment.start()) as usize, verify)
     }
 
     /// The segment holding `offset`.

@@ -439,13 +439,24 @@ impl<B: Backend> ConsumeQueue<B> {
     /// Drops units whose record does not end at or below `log_end` (after the commit log was
     /// cut), and unreadable units at the tail, so that the queue never points past the log.
     pub fn truncate_to_log(&self, log_end: u64) -> Result<()> {
-        let max = self.max_offset();
+        self.truncate_tail(|u| u.end() <= log_end)
+    }
+
+    /// Drops the units from the highest one that fails `fits` on (unreadable units fail), and
+    /// the blank units above it, stopping at the first unit from the end that fits. Blank units
+    /// prove nothing: those after a unit that goes would stand for records past the log (a
+    /// repair leaves blanks where garbage was), while a queue that holds only blanks above its
+    /// units that fit keeps them.
+    fn truncate_tail(&self, fits: impl Fn(&CqUnit) -> bool) -> Result<()> {
         let min_held = self.first_held();
-        let mut keep = max;
-        while keep > min_held {
-            match self.unit(keep - 1) {
-                Some(u) if u.is_blank() || u.end() <= log_end => break,
-                _ => keep -= 1,
+        let mut keep = self.max_offset();
+        let mut at = keep;
+        while at > min_held {
+            at -= 1;
+            match self.unit(at) {
+                Some(u) if u.is_blank() => {}
+                Some(u) if fits(&u) => break,
+                _ => keep = at,
             }
         }
         self.truncate_units(keep)
@@ -460,15 +471,7 @@ impl<B: Backend> ConsumeQueue<B> {
     /// adds nothing after it (a queue without records from `from` on), the next open would drop
     /// it and the two sessions would disagree on the queue's max offset.
     pub fn truncate_from_log_offset(&self, from: u64, log_end: u64) -> Result<()> {
-        let min_held = self.first_held();
-        let mut keep = self.max_offset();
-        while keep > min_held {
-            match self.unit(keep - 1) {
-                Some(u) if u.is_blank() || (u.commit_log_offset < from && u.end() <= log_end) => break,
-                _ => keep -= 1,
-            }
-        }
-        self.truncate_units(keep)
+        self.truncate_tail(|u| u.commit_log_offset < from && u.end() <= log_end)
     }
 
     fn truncate_units(&self, keep: u64) -> Result<()> {

@@ -42,9 +42,11 @@ pub mod error;
 mod files;
 pub mod flush;
 pub mod index;
+pub mod layout;
 pub mod message;
 pub mod meta;
 pub mod recovery;
+pub mod repair;
 pub mod replication;
 pub mod retention;
 #[allow(unsafe_code)]

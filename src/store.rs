@@ -40,21 +40,12 @@ use crate::stats::{Counters, StoreStats};
 use crate::unique_key::UniqueKey;
 use crate::unique_key::UniqueKeys;
 
+pub use crate::layout::{ABORT_FILE, COMMIT_LOG_DIR, CONSUME_QUEUE_DIR, LOCK_FILE, LOST_FOUND_DIR};
+
 mod heal;
 mod offsets;
 mod query;
 mod replica;
-
-/// Name of the commit-log directory.
-pub const COMMIT_LOG_DIR: &str = "commitlog";
-/// Name of the consume-queue directory.
-pub const CONSUME_QUEUE_DIR: &str = "consumequeue";
-/// The marker present while the store is open (RocketMQ's `abort`).
-pub const ABORT_FILE: &str = "abort";
-/// The process lock (RocketMQ's `lock`).
-pub const LOCK_FILE: &str = "lock";
-/// Where recovery puts files it takes out of the store.
-pub const LOST_FOUND_DIR: &str = "lost+found";
 
 /// How long a `get` waits for a message that was put but not yet dispatched.
 const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(1);

@@ -47,10 +47,13 @@ use crate::codec::{self, Frame, RecordView, Verify};
 use crate::config::DEFAULT_CONSUME_QUEUE_UNITS;
 use crate::consume_queue::{CqUnit, UNIT_SIZE};
 use crate::error::{Error, Result};
+use crate::layout::lock_existing as lock;
+use crate::layout::scan::next_valid_record;
+use crate::layout::segments::{Extra, Problem, list_segments, read_dir_sorted};
 use crate::message::validate_topic;
 use crate::meta::{FORMAT_VERSION, META_FILE, Meta};
-use crate::segment::{ReadOnlyMap, parse_segment_name, segment_name};
-use crate::store::{ABORT_FILE, COMMIT_LOG_DIR, CONSUME_QUEUE_DIR, LOCK_FILE};
+use crate::segment::{ReadOnlyMap, segment_name};
+use crate::store::{ABORT_FILE, COMMIT_LOG_DIR, CONSUME_QUEUE_DIR};
 
 /// Bytes of a queue's units read at once while the log is scanned (50 units): a queue's records
 /// come in queue-offset order, so one read serves the next 50 of them.
@@ -263,21 +266,6 @@ pub fn verify_store_with(dir: &Path, options: &VerifyOptions) -> Result<VerifyRe
     })
 }
 
-/// Takes the directory's lock, if the lock file exists (never creating it).
-fn lock(dir: &Path) -> Result<Option<File>> {
-    let path = dir.join(LOCK_FILE);
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked { path }),
-        Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
-    }
-}
-
 /// Reads `mqstore.meta`. An unparsable file is damage (the store would not open) and the check
 /// goes on with sizes from the files; a newer format version is an error.
 fn read_meta(dir: &Path, f: &mut Findings) -> Result<Option<Meta>> {
@@ -407,52 +395,6 @@ struct SegDir {
     size: u64,
 }
 
-struct DirEntry {
-    name: String,
-    utf8: bool,
-    path: PathBuf,
-    is_dir: bool,
-    is_file: bool,
-    len: u64,
-}
-
-/// The entries of `dir`, sorted by name; `None` if it does not exist.
-fn read_dir_sorted(dir: &Path) -> Result<Option<Vec<DirEntry>>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        // Absent, or not a directory (reported by the caller).
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
-            return Ok(None);
-        }
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let path = entry.path();
-        let md = match fs::metadata(&path) {
-            Ok(md) => md,
-            // A dangling symlink: listed, never read.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::symlink_metadata(&path) {
-                Ok(md) => md,
-                Err(_) => continue,
-            },
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        let os_name = entry.file_name();
-        out.push(DirEntry {
-            utf8: os_name.to_str().is_some(),
-            name: os_name.to_string_lossy().into_owned(),
-            path,
-            is_dir: md.is_dir(),
-            is_file: md.is_file(),
-            len: md.len(),
-        });
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Some(out))
-}
-
 /// Lists and checks the segment files of `root/rel_dir`: names, sizes, alignment, holes.
 /// `configured`: the size `mqstore.meta` records; without it, the size most files have.
 fn list_segment_dir(
@@ -463,50 +405,28 @@ fn list_segment_dir(
     f: &mut Findings,
 ) -> Result<SegDir> {
     let kind = if units { "consume-queue" } else { "commit-log" };
-    let mut files = Vec::new();
-    for entry in read_dir_sorted(&root.join(rel_dir))?.unwrap_or_default() {
-        let rel = rel_dir.join(&entry.name);
-        if entry.name.starts_with('.') && entry.utf8 {
-            f.note(rel, 0, "hidden file: ignored by the store");
-            continue;
-        }
-        if entry.is_dir {
-            f.note(rel, 0, "a directory among segment files: ignored by the store");
-            continue;
-        }
-        let start = if entry.utf8 {
-            parse_segment_name(&entry.name)
-        } else {
-            None
-        };
-        let Some(start) = start.filter(|_| entry.is_file) else {
-            f.damage(
-                rel,
+    let listing = list_segments(&root.join(rel_dir), configured)?;
+    for extra in &listing.extras {
+        match extra {
+            Extra::Hidden(e) => f.note(rel_dir.join(&e.name), 0, "hidden file: ignored by the store"),
+            Extra::Directory(e) => f.note(
+                rel_dir.join(&e.name),
+                0,
+                "a directory among segment files: ignored by the store",
+            ),
+            Extra::Stray(e) => f.damage(
+                rel_dir.join(&e.name),
                 0,
                 format!("stray file: {kind} segment names are 20-digit start offsets (the store will not open)"),
-            );
-            continue;
-        };
-        if start > i64::MAX as u64 {
-            f.damage(rel, 0, format!("start offset {start} is out of range"));
-            continue;
+            ),
+            Extra::EmptyLast(last) => f.note(
+                rel_dir.join(&last.name),
+                last.start,
+                "zero-length last segment (a creation the end of the run interrupted): recovery removes it",
+            ),
         }
-        files.push(SegFile {
-            start,
-            len: entry.len,
-            path: entry.path,
-            rel,
-        });
     }
-    files.sort_by_key(|s| s.start);
-    if let Some(last) = files.pop_if(|s| s.len == 0) {
-        f.note(
-            last.rel,
-            last.start,
-            "zero-length last segment (a creation the end of the run interrupted): recovery removes it",
-        );
-    }
-    let size = configured.unwrap_or_else(|| most_common_len(&files));
+    let size = listing.size;
     if units && size > 0 && !size.is_multiple_of(UNIT_SIZE) {
         f.damage(
             rel_dir,
@@ -514,58 +434,54 @@ fn list_segment_dir(
             format!("consume-queue file size {size} is not a multiple of {UNIT_SIZE}"),
         );
     }
-    let mut expected: Option<u64> = None;
-    for file in &files {
-        if file.len != size {
-            let how = if file.len < size { "short" } else { "too long" };
-            f.damage(
-                &file.rel,
-                file.start,
-                format!("{how} segment file: {} bytes, the segment size is {size}", file.len),
-            );
-        }
-        if size > 0 && !file.start.is_multiple_of(size) {
-            f.damage(
-                &file.rel,
-                file.start,
-                format!(
-                    "start offset {} is not a multiple of the segment size {size}",
-                    file.start
-                ),
-            );
-        }
-        match expected {
-            Some(exp) if file.start > exp => f.damage(
-                rel_dir.join(segment_name(exp)),
-                exp,
-                format!(
-                    "missing segment file: a hole from {exp} to {} between the segments around it",
-                    file.start
-                ),
+    let files: Vec<SegFile> = listing
+        .files
+        .iter()
+        .map(|file| SegFile {
+            start: file.start,
+            len: file.len,
+            path: file.path.clone(),
+            rel: rel_dir.join(&file.name),
+        })
+        .collect();
+    for problem in &listing.problems {
+        match *problem {
+            Problem::WrongSize { file } => {
+                let file = &files[file];
+                let how = if file.len < size { "short" } else { "too long" };
+                f.damage(
+                    &file.rel,
+                    file.start,
+                    format!("{how} segment file: {} bytes, the segment size is {size}", file.len),
+                );
+            }
+            Problem::Misaligned { file } => {
+                let file = &files[file];
+                f.damage(
+                    &file.rel,
+                    file.start,
+                    format!(
+                        "start offset {} is not a multiple of the segment size {size}",
+                        file.start
+                    ),
+                );
+            }
+            Problem::Hole { from, to } => f.damage(
+                rel_dir.join(segment_name(from)),
+                from,
+                format!("missing segment file: a hole from {from} to {to} between the segments around it"),
             ),
-            Some(exp) if file.start < exp => f.damage(
-                &file.rel,
-                file.start,
-                format!("segment overlaps the previous one, which ends at {exp}"),
-            ),
-            _ => {}
+            Problem::Overlap { file, previous_end } => {
+                let file = &files[file];
+                f.damage(
+                    &file.rel,
+                    file.start,
+                    format!("segment overlaps the previous one, which ends at {previous_end}"),
+                );
+            }
         }
-        expected = Some(file.start.saturating_add(size));
     }
     Ok(SegDir { files, size })
-}
-
-/// The length most files have (the largest among ties: files are cut short, never grown); 0
-/// without files.
-fn most_common_len(files: &[SegFile]) -> u64 {
-    let mut counts: HashMap<u64, usize> = HashMap::new();
-    for file in files.iter().filter(|f| f.len > 0) {
-        *counts.entry(file.len).or_default() += 1;
-    }
-    counts
-        .into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)))
-        .map_or(0, |(len, _)| len)
 }
 
 /// One consume queue's directory and files.
@@ -768,28 +684,6 @@ fn recovery_start(segs: &[LogSeg], checkpoint: &Loaded, clean: bool) -> u64 {
         Loaded::Missing => 0,
     };
     segs.get(idx).map_or(0, |s| s.start)
-}
-
-/// The first valid record strictly after `pos` in `data` (a segment starting at `base`): its
-/// magic at byte 4 and its physical offset at byte 28 equal to its position, then a full decode.
-fn next_valid_record(data: &[u8], base: u64, pos: usize, verify: Verify) -> Option<u64> {
-    let mut p = pos.checked_add(1)?;
-    while p.checked_add(codec::MIN_RECORD_LEN)? <= data.len() {
-        let magic = data
-            .get(p + 4..p + 8)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        if matches!(magic, Some(codec::MAGIC_V1 | codec::MAGIC_V2)) {
-            let phys = data
-                .get(p + 28..p + 36)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes);
-            if phys == Some(base + p as u64) && matches!(codec::decode(&data[p..], verify), Ok(Frame::Record(_))) {
-                return Some(base + p as u64);
-            }
-        }
-        p += 1;
-    }
-    None
 }
 
 /// Checks every record of the log from the first segment, and each record's unit.
@@ -1609,16 +1503,5 @@ mod tests {
         let mut s = String::new();
         json_str(&mut s, "a\"b\\c\nd\u{1}é");
         assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é\"");
-    }
-
-    #[test]
-    fn next_valid_record_never_panics_on_short_or_random_bytes() {
-        for len in [0usize, 1, 35, 90, 91, 92, 200] {
-            let data: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
-            for pos in 0..len.max(1) {
-                let _ = next_valid_record(&data, 0, pos, Verify::Crc);
-            }
-        }
-        let _ = next_valid_record(&[0u8; 100], 0, usize::MAX, Verify::Crc);
     }
 }

@@ -650,3 +650,61 @@ fn stat_and_verify_show_the_index_and_the_consumer_offsets() {
     let out = mqstore(&["dump", d, "--consumer-offsets"]);
     assert!(stdout(&out).contains("readers  cli/0  12"), "{}", stdout(&out));
 }
+
+#[test]
+fn repair_a_store_open_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = small_store(dir.path());
+    let d = dir.path().to_str().unwrap();
+    // A copy of the log cut short (a full disk): open refuses the short segment, verify says so.
+    let segment = dir.path().join("commitlog/00000000000000000000");
+    let last_end = put.iter().map(|p| p.2).max().unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(last_end + 10)
+        .unwrap();
+    fs::write(dir.path().join("commitlog/README"), b"stray").unwrap();
+    assert!(MessageStore::open(StoreConfig::new(dir.path())).is_err());
+    assert_eq!(mqstore(&["verify", d]).status.code(), Some(1));
+
+    let before = snapshot(dir.path());
+    let dry = mqstore(&["repair", d, "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    let plan = stdout(&dry);
+    assert!(plan.contains("would move") && plan.contains("README"), "{plan}");
+    assert!(plan.contains("would pad"), "{plan}");
+    assert!(
+        plan.contains(&format!("lost: commit-log offsets {last_end}..{}", last_end + 10)),
+        "the last record, cut short, is what is lost:\n{plan}"
+    );
+    assert!(snapshot(dir.path()) == before, "a dry run changed the store");
+
+    let done = mqstore(&["repair", d]);
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    let text = stdout(&done);
+    assert!(
+        text.contains("moved") && text.contains("padded") && text.contains("opened:"),
+        "{text}"
+    );
+    assert_eq!(mqstore(&["verify", d]).status.code(), Some(0));
+    let store = MessageStore::open(StoreConfig::new(dir.path())).unwrap();
+    for (queue, offset, commit_log_offset, body) in &put {
+        let g = store.get("orders", *queue, *offset, 1).unwrap();
+        if *commit_log_offset == last_end {
+            assert!(g.messages.is_empty(), "the record cut short is gone");
+        } else {
+            assert_eq!(g.messages[0].body(), body.as_bytes());
+        }
+    }
+    store.close().unwrap();
+    // A running store is refused (exit 2), as is a missing directory.
+    let store = MessageStore::open(StoreConfig::new(dir.path())).unwrap();
+    assert_eq!(mqstore(&["repair", d]).status.code(), Some(2));
+    store.close().unwrap();
+    assert_eq!(
+        mqstore(&["repair", "/nonexistent/mqstore-store"]).status.code(),
+        Some(2)
+    );
+}

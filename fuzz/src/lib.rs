@@ -2281,6 +2281,32 @@ fn found_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
             ]),
         ),
         (
+            // A store RocketMQ wrote, its checkpoint and first segment gone, and queue fuzz/1's
+            // units 14..30 garbage past its last record (unit 30 pointing below the log). The
+            // first read of unit 14 repaired 14..29 to blank units but kept unit 30 as a record
+            // retention removed; the next open's minimum search took it for one and moved the
+            // minimum to 31 past messages 7..13. A repair now keeps a unit below the log only
+            // before every sound unit. (Found by a 10-minute run of recover_store, 2026-12-07.)
+            "found-healed-queue-keeps-a-unit-below-the-log",
+            RecoverInput::decode(&[
+                0, 3, 8, 3, 3, 3, 0, 59, 0, 1, 4, 1, 35, 0, 4, 0, 99, 35, 35, 35, 35, 35, 35, 35, 35, 35, 35, 60, 245,
+                175, 0, 251, 0, 42, 3, 2, 1, 1, 87, 0, 1, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 111,
+            ]),
+        ),
+        (
+            // The first segment gone and queue fuzz/1's unit 7 damaged to point below the log:
+            // the minimum was set past it (8), then the first read of a bad unit above repaired
+            // units 0..13 from the log, unit 7 among them, and the next open started the queue
+            // at 7. A repair now leaves the units below the minimum readers were given alone.
+            // (Found by a 10-minute run of recover_store, 2026-12-07.)
+            "found-heal-below-the-minimum",
+            RecoverInput::decode(&[
+                2, 3, 25, 100, 10, 189, 255, 12, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 25, 34, 25, 25, 25, 25, 25,
+                25, 25, 1, 0, 12, 2, 4, 1, 0, 0, 1, 3, 3, 1, 1, 1, 243, 243, 1, 47, 3, 0, 3, 3, 1, 1, 243, 243, 3, 3,
+                7, 243, 243, 0,
+            ]),
+        ),
+        (
             // After a crash, queue fuzz/0's first file moved to other/0 (no record in the log)
             // at unit 1232, its bytes 285..320 copied 16 bytes back: unit 13's size now puts its
             // record's end past the log. Recovery checked only the last unit (15, sound) against

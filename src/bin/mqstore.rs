@@ -6,6 +6,7 @@
 //! mqstore verify DIR [--json]
 //! mqstore stat DIR
 //! mqstore dump DIR (--topic T --queue Q [--offset O] [--count N] | --commit-log-offset X)
+//! mqstore repair DIR [--dry-run] [--segment-size BYTES]
 //! ```
 //!
 //! - `bench` measures append throughput and latency and sequential read throughput for each flush
@@ -14,6 +15,9 @@
 //!   0 consistent, 1 damage found (each one reported with file, offset and what), 2 usage error.
 //! - `stat` and `dump` look inside a store directory (written by mqstore or by Apache RocketMQ)
 //!   without modifying it: they read the files directly and never open the store.
+//! - `repair` makes a store that `open` refuses (a stray file among the segments, a segment cut
+//!   short, a hole) openable again: it moves files aside into `lost+found/`, pads or cuts
+//!   segments, rebuilds the derived files, and prints what it did and what was lost.
 //!
 //! Exit codes: 0 success; 1 the command ran and found a failure (a put that failed, a record
 //! that does not decode or verify, a file that cannot be read); 2 usage error (bad flags, a
@@ -25,6 +29,8 @@ mod bench;
 mod dump;
 #[path = "mqstore/files.rs"]
 mod files;
+#[path = "mqstore/repair.rs"]
+mod repair;
 #[path = "mqstore/stat.rs"]
 mod stat;
 #[path = "mqstore/verify.rs"]
@@ -54,6 +60,9 @@ enum Command {
     Stat(stat::StatArgs),
     /// Print records: a queue's messages, or the record at a commit-log offset.
     Dump(dump::DumpArgs),
+    /// Make a store that open refuses openable again: files aside into lost+found/, segments
+    /// padded or cut, derived files rebuilt; prints what was done and what was lost.
+    Repair(repair::RepairArgs),
 }
 
 /// Why a command failed, and with which exit code.
@@ -127,6 +136,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Stat(args) => stat::run(args),
         Command::Dump(args) => dump::run(args),
+        Command::Repair(args) => repair::run(args),
     };
     // Output may go to a closed pipe (`| head`): do not panic over it.
     let _ = std::io::stdout().flush();

@@ -78,13 +78,25 @@ impl<B: Backend> MessageStore<B> {
             return Ok(false);
         }
         // The good units around the bad ones bound the stretch of log that holds their records.
-        let floor = cq.first_held().max(queue_offset.saturating_sub(ANCHOR_SEARCH_UNITS));
+        // Units below the queue's minimum are left as they are: no reader is sent there, and a
+        // repair must not make messages appear below the minimum readers were given (the next
+        // open would find the same minimum again, from the same units).
+        let min = cq.min_offset();
+        if queue_offset < min {
+            return Ok(false);
+        }
+        let floor = cq
+            .first_held()
+            .max(min)
+            .max(queue_offset.saturating_sub(ANCHOR_SEARCH_UNITS));
         let mut first = queue_offset;
         let mut from = log_min;
+        let mut anchored = false;
         while first > floor {
             match self.judge_unit(cq, first - 1, log_min, log_end)? {
                 Judged::Sound(unit) => {
                     from = unit.end();
+                    anchored = true;
                     break;
                 }
                 Judged::Absent => break,
@@ -129,11 +141,15 @@ impl<B: Backend> MessageStore<B> {
             let held = cq.unit(at);
             let unit = match found.get(&at) {
                 Some(unit) => *unit,
-                // No record claims it: a bad unit points at nothing of this queue, and reads
-                // pass over it from now on; one that points at a damaged record keeps it.
-                None => match self.judge_unit(cq, at, log_min, log_end)? {
-                    Judged::Bad => CqUnit::BLANK,
-                    _ => held.unwrap_or(CqUnit::BLANK),
+                // No record claims it. What a unit here may hold is bounded by its neighbours:
+                // a filler; a record retention removed, only before every sound unit (offsets
+                // grow with queue offsets); a damaged record between the neighbours' records,
+                // which stays for reads to report. Anything else points at nothing of this
+                // queue: a blank unit, which reads pass over.
+                None => match (held, self.judge_unit(cq, at, log_min, log_end)?) {
+                    (Some(unit), Judged::Neutral) if unit.is_blank() || !anchored => unit,
+                    (Some(unit), Judged::DamagedRecord) if (from..limit).contains(&unit.commit_log_offset) => unit,
+                    _ => CqUnit::BLANK,
                 },
             };
             changed |= held != Some(unit);
