@@ -95,6 +95,8 @@ pub struct ConsumeQueue<B: Backend> {
     hole: Mutex<Option<(u64, u64)>>,
     /// See [`ConsumeQueue::gap_filled`].
     gap_filled: AtomicBool,
+    /// See [`ConsumeQueue::started_late`].
+    started_late: AtomicBool,
     /// See [`ConsumeQueue::rebuilding`].
     rebuilding: AtomicBool,
 }
@@ -133,6 +135,7 @@ impl<B: Backend> ConsumeQueue<B> {
             flushed: AtomicU64::new(0),
             hole: Mutex::new(None),
             gap_filled: AtomicBool::new(false),
+            started_late: AtomicBool::new(false),
             rebuilding: AtomicBool::new(false),
         };
         cq.recover_end()?;
@@ -314,6 +317,7 @@ impl<B: Backend> ConsumeQueue<B> {
             let per = self.units_per_segment();
             next = queue_offset - queue_offset % per;
             self.min_offset.store(queue_offset, Ordering::Release);
+            self.started_late.store(true, Ordering::Release);
         }
         while next <= queue_offset {
             let w = self.writable(&mut writer, next, warm_up)?;
@@ -355,6 +359,12 @@ impl<B: Backend> ConsumeQueue<B> {
     /// queue that already held units: their records may still be in the log.
     pub fn gap_filled(&self) -> bool {
         self.gap_filled.load(Ordering::Acquire)
+    }
+
+    /// Whether the queue had no file when a put past queue offset 0 created its first one: its
+    /// earlier records may still be in the log (its files lost, and no registry to tell).
+    pub fn started_late(&self) -> bool {
+        self.started_late.load(Ordering::Acquire)
     }
 
     /// Writes `units` over the units held from queue offset `first` on (a repair from the log),
@@ -399,6 +409,7 @@ impl<B: Backend> ConsumeQueue<B> {
         self.min_offset.store(0, Ordering::Release);
         *self.hole.lock() = None;
         self.gap_filled.store(false, Ordering::Release);
+        self.started_late.store(false, Ordering::Release);
         Ok(())
     }
 

@@ -370,13 +370,13 @@ pub fn recover<B: Backend>(
     dispatch_range(log, targets, from, end, &skip, warm_up)?;
     // A queue that re-dispatch found units missing in (a file lost from its middle or its end,
     // with no registry to tell) may hold fewer units than the log has for it: rebuilt whole.
-    let gapped: Vec<_> = queues
-        .all()
-        .into_iter()
-        .filter(|q| q.gap_filled() && !q.rebuilding())
-        .collect();
+    // So may one that re-dispatch created past offset 0 without walking the log from its start
+    // (its directory lost, with no registry to tell).
+    let walked_all = dispatch_from <= log.min_offset();
+    let incomplete = |q: &ConsumeQueue<B>| !q.rebuilding() && (q.gap_filled() || (q.started_late() && !walked_all));
+    let gapped: Vec<_> = queues.all().into_iter().filter(|q| incomplete(q)).collect();
     let mut repairs = repairs.into_inner();
-    repairs.retain(|r| !r.queue.gap_filled() || r.queue.rebuilding());
+    repairs.retain(|r| !incomplete(&r.queue));
     report.units_repaired = apply_repairs(repairs, log.min_offset())?;
     if !gapped.is_empty() {
         for q in &gapped {

@@ -871,14 +871,20 @@ impl<B: Backend> MessageStore<B> {
             return Ok(None);
         };
         let pos = offset - segment.start();
-        let Some(bytes) = segment.read(pos, size as usize) else {
-            return Ok(None);
-        };
         let corrupt_unit = |reason: String| Error::CorruptConsumeQueue {
             topic: cq.topic().to_string(),
             queue_id: cq.queue_id(),
             queue_offset,
             reason,
+        };
+        let Some(bytes) = segment.read(pos, size as usize) else {
+            // No record spans two segments: a size that runs past the end is the unit's damage.
+            if pos + u64::from(size) > segment.size() {
+                return Err(corrupt_unit(format!(
+                    "unit's record at {offset} ({size} bytes) would run past the end of its segment"
+                )));
+            }
+            return Ok(None);
         };
         // The unit must point at its own record: a damaged unit (or a unit of another queue's
         // file) could otherwise serve a valid record of another queue.

@@ -338,3 +338,270 @@ fn a_unit_of_another_queue_in_the_middle_of_a_queue() {
     let foreign = foreign.into_inner().unwrap();
     damage_units("orders", 0, 1, 5, &[foreign, foreign], false);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Random damage to the derived files only.
+// ---------------------------------------------------------------------------------------------
+
+mod random_damage {
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+
+    use super::common::{body, segment_files};
+    use mqstore::{GetStatus, Message, MessageStore, StoreConfig};
+
+    const TOPICS: [&str; 2] = ["pay", "ship"];
+    const QUEUES: u32 = 2;
+    const MESSAGES: u64 = 400;
+
+    fn config(dir: &Path) -> StoreConfig {
+        StoreConfig::new(dir)
+            .commit_log_segment_size(64 * 1024)
+            .consume_queue_units_per_segment(32)
+            .index_size(64, 256)
+    }
+
+    /// (topic, queue, queue offset, body) of every message of the template store.
+    type Puts = Vec<(&'static str, u32, u64, Vec<u8>)>;
+
+    /// A closed store built once per process; each case works on a copy.
+    fn template() -> &'static (tempfile::TempDir, Puts) {
+        static TEMPLATE: OnceLock<(tempfile::TempDir, Puts)> = OnceLock::new();
+        TEMPLATE.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = MessageStore::open(config(dir.path())).unwrap();
+            let mut puts = Vec::new();
+            for i in 0..MESSAGES {
+                let (topic, queue) = (TOPICS[(i % 2) as usize], ((i / 2) % QUEUES as u64) as u32);
+                let b = body(i, 60 + (i % 200) as usize);
+                let r = store
+                    .put(Message::new(topic, queue, b.clone()).with_keys([format!("k{i}")]))
+                    .unwrap();
+                puts.push((topic, queue, r.queue_offset, b));
+            }
+            store.close().unwrap();
+            (dir, puts)
+        })
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_dir(&e.path(), &target);
+            } else if e.file_name() != "lock" {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+
+    /// One change to a derived file: consume-queue files, their registry, the index.
+    #[derive(Clone, Debug)]
+    enum Damage {
+        DeleteQueue {
+            queue: usize,
+        },
+        DeleteFile {
+            queue: usize,
+            file: usize,
+        },
+        TruncateFile {
+            queue: usize,
+            file: usize,
+            len: usize,
+        },
+        ZeroUnits {
+            queue: usize,
+            file: usize,
+            unit: usize,
+            n: usize,
+        },
+        Garbage {
+            queue: usize,
+            file: usize,
+            at: usize,
+            bytes: Vec<u8>,
+        },
+        /// A unit copied from one queue's file into another's (or the same).
+        CopyUnit {
+            from: (usize, usize, usize),
+            to: (usize, usize, usize),
+        },
+        StrayFile {
+            queue: usize,
+        },
+        DeleteRegistry,
+        DeleteIndex,
+    }
+
+    fn damage() -> impl Strategy<Value = Damage> {
+        let q = 0usize..4;
+        let f = 0usize..8;
+        prop_oneof![
+            q.clone().prop_map(|queue| Damage::DeleteQueue { queue }),
+            (q.clone(), f.clone()).prop_map(|(queue, file)| Damage::DeleteFile { queue, file }),
+            (q.clone(), f.clone(), 0usize..640).prop_map(|(queue, file, len)| Damage::TruncateFile {
+                queue,
+                file,
+                len
+            }),
+            (q.clone(), f.clone(), 0usize..32, 1usize..40).prop_map(|(queue, file, unit, n)| Damage::ZeroUnits {
+                queue,
+                file,
+                unit,
+                n
+            }),
+            (
+                q.clone(),
+                f.clone(),
+                0usize..640,
+                prop::collection::vec(any::<u8>(), 1..24)
+            )
+                .prop_map(|(queue, file, at, bytes)| Damage::Garbage { queue, file, at, bytes }),
+            ((q.clone(), f.clone(), 0usize..32), (q.clone(), f.clone(), 0usize..32))
+                .prop_map(|(from, to)| Damage::CopyUnit { from, to }),
+            q.prop_map(|queue| Damage::StrayFile { queue }),
+            Just(Damage::DeleteRegistry),
+            Just(Damage::DeleteIndex),
+        ]
+    }
+
+    fn queue_dir(dir: &Path, q: usize) -> PathBuf {
+        dir.join("consumequeue")
+            .join(TOPICS[q / QUEUES as usize])
+            .join((q % QUEUES as usize).to_string())
+    }
+
+    /// The `file`-th file of queue `q` (modulo how many it has), if any is left.
+    fn nth_file(dir: &Path, q: usize, file: usize) -> Option<PathBuf> {
+        let files = segment_files(&queue_dir(dir, q));
+        (!files.is_empty()).then(|| files[file % files.len()].1.clone())
+    }
+
+    fn apply(dir: &Path, d: &Damage) {
+        match d {
+            Damage::DeleteQueue { queue } => {
+                let _ = std::fs::remove_dir_all(queue_dir(dir, *queue));
+            }
+            Damage::DeleteFile { queue, file } => {
+                if let Some(p) = nth_file(dir, *queue, *file) {
+                    std::fs::remove_file(p).unwrap();
+                }
+            }
+            Damage::TruncateFile { queue, file, len } => {
+                if let Some(p) = nth_file(dir, *queue, *file) {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(p)
+                        .unwrap()
+                        .set_len(*len as u64)
+                        .unwrap();
+                }
+            }
+            Damage::ZeroUnits { queue, file, unit, n } => {
+                if let Some(p) = nth_file(dir, *queue, *file) {
+                    let mut b = std::fs::read(&p).unwrap();
+                    let end = ((unit + n) * 20).min(b.len());
+                    let start = (unit * 20).min(end);
+                    b[start..end].fill(0);
+                    std::fs::write(p, b).unwrap();
+                }
+            }
+            Damage::Garbage { queue, file, at, bytes } => {
+                if let Some(p) = nth_file(dir, *queue, *file) {
+                    let mut b = std::fs::read(&p).unwrap();
+                    for (i, x) in bytes.iter().enumerate() {
+                        if let Some(slot) = b.get_mut(at + i) {
+                            *slot = *x;
+                        }
+                    }
+                    std::fs::write(p, b).unwrap();
+                }
+            }
+            Damage::CopyUnit { from, to } => {
+                let (Some(src), Some(dst)) = (nth_file(dir, from.0, from.1), nth_file(dir, to.0, to.1)) else {
+                    return;
+                };
+                let unit = std::fs::read(src)
+                    .unwrap()
+                    .get(from.2 * 20..from.2 * 20 + 20)
+                    .map(<[u8]>::to_vec);
+                let mut b = std::fs::read(&dst).unwrap();
+                if let (Some(unit), Some(slot)) = (unit, b.get_mut(to.2 * 20..to.2 * 20 + 20)) {
+                    slot.copy_from_slice(&unit);
+                    std::fs::write(dst, b).unwrap();
+                }
+            }
+            Damage::StrayFile { queue } => {
+                let qdir = queue_dir(dir, *queue);
+                if qdir.is_dir() {
+                    std::fs::write(qdir.join("copy.bak"), b"stray").unwrap();
+                }
+            }
+            Damage::DeleteRegistry => {
+                let _ = std::fs::remove_file(dir.join("config/consumeQueues.json"));
+                let _ = std::fs::remove_file(dir.join("config/consumeQueues.json.bak"));
+            }
+            Damage::DeleteIndex => {
+                let _ = std::fs::remove_dir_all(dir.join("index"));
+            }
+        }
+    }
+
+    fn run(damages: &[Damage], crash: bool) -> Result<(), TestCaseError> {
+        let (template, puts) = template();
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path().join("store");
+        copy_dir(template.path(), &dir);
+        for d in damages {
+            apply(&dir, d);
+        }
+        if crash {
+            std::fs::File::create(dir.join("abort")).unwrap();
+        }
+        let store = MessageStore::open(config(&dir)).map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
+        assert!(store.wait_dispatched(std::time::Duration::from_secs(10)));
+        for (topic, queue, offset, b) in puts {
+            let g = store
+                .get(topic, *queue, *offset, 1)
+                .map_err(|e| TestCaseError::fail(format!("{topic}/{queue} at {offset}: {e}")))?;
+            prop_assert_eq!(g.status, GetStatus::Found, "{}/{} at {}", topic, queue, offset);
+            prop_assert_eq!(g.messages[0].queue_offset(), *offset);
+            prop_assert!(
+                g.messages[0].body() == b.as_slice(),
+                "{}/{} at {}: body",
+                topic,
+                queue,
+                offset
+            );
+        }
+        for (i, (topic, _, _, _)) in puts.iter().enumerate().step_by(37) {
+            prop_assert_eq!(
+                store.query_by_key(topic, &format!("k{i}"), 4).unwrap().len(),
+                1,
+                "key k{}",
+                i
+            );
+        }
+        store.close().unwrap();
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+        /// Whatever happens to the consume queues, their registry and the index, every message
+        /// put before reads back at its queue offset after reopening (after a clean close, or a
+        /// crash).
+        #[test]
+        fn every_message_reads_back_after_damage_to_derived_files(
+            damages in prop::collection::vec(damage(), 1..6),
+            crash in any::<bool>(),
+        ) {
+            run(&damages, crash)?;
+        }
+    }
+}

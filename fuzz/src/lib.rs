@@ -2352,6 +2352,12 @@ fn recover_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
     let seg = |input: &RecoverInput, i: usize| file_index(base, input, segments[i.min(segments.len() - 1)]);
     let cq = |input: &RecoverInput, q: u32| file_index(base, input, &format!("consumequeue/fuzz/{q}/{:020}", 0));
     let with = |base: &RecoverInput, ops: Vec<FileOp>| RecoverInput { ops, ..base.clone() };
+    let registered = RecoverInput {
+        registry: true,
+        ..Default::default()
+    };
+    let cq_file = |q: u32, file: u64| format!("consumequeue/fuzz/{q}/{:020}", file * CQ_UNITS * UNIT_SIZE);
+    let (q0f0, q0f1, q1f0, q1f1) = (cq_file(0, 0), cq_file(0, 1), cq_file(1, 0), cq_file(1, 1));
     vec![
         ("base-clean", RecoverInput::default()),
         ("base-crash", crash.clone()),
@@ -2517,6 +2523,71 @@ fn recover_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
                 }],
                 ..Default::default()
             },
+        ),
+        // Derived data (issue 20): each loss or damage of consume-queue files alone, with the
+        // registry that says which queues there were; every message must read back.
+        (
+            "derived-every-queue-file-deleted",
+            scripted(
+                base,
+                &registered,
+                [&q0f0, &q0f1, &q1f0, &q1f1]
+                    .into_iter()
+                    .map(|path| (Some(path.as_str()), FileOp::Delete { file: 0 }))
+                    .collect(),
+            ),
+        ),
+        (
+            "derived-one-queue-deleted",
+            scripted(
+                base,
+                &registered,
+                vec![
+                    (Some(q1f0.as_str()), FileOp::Delete { file: 0 }),
+                    (Some(q1f1.as_str()), FileOp::Delete { file: 0 }),
+                ],
+            ),
+        ),
+        (
+            "derived-first-queue-file-deleted",
+            scripted(
+                base,
+                &registered,
+                vec![(Some(q0f0.as_str()), FileOp::Delete { file: 0 })],
+            ),
+        ),
+        (
+            "derived-foreign-unit-in-a-non-last-file",
+            scripted(
+                base,
+                &registered,
+                vec![(
+                    None,
+                    FileOp::Copy {
+                        from: file_index(base, &registered, &q1f0),
+                        from_offset: 3 * UNIT_SIZE as u16,
+                        to: file_index(base, &registered, &q0f0),
+                        to_offset: 5 * UNIT_SIZE as u16,
+                        len: UNIT_SIZE as u16,
+                    },
+                )],
+            ),
+        ),
+        (
+            "derived-damaged-unit-in-a-non-last-file",
+            scripted(
+                base,
+                &registered,
+                vec![(
+                    Some(q0f0.as_str()),
+                    FileOp::SetInt {
+                        file: 0,
+                        offset: 5 * UNIT_SIZE as u16 + 8,
+                        width: 4,
+                        value: u64::from(u32::MAX),
+                    },
+                )],
+            ),
         ),
     ]
 }
