@@ -9,7 +9,6 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -119,13 +118,6 @@ pub struct Retired {
     pub bytes: u64,
     /// Whether its file went to the recycle bin (else it was removed).
     pub recycled: bool,
-}
-
-/// Wall-clock time in milliseconds since the Unix epoch (0 before it).
-pub(crate) fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<B: Backend> CommitLog<B> {

@@ -688,9 +688,7 @@ impl<B: Backend> QueueTable<B> {
     fn move_aside(&self, topic: &str, queue_id: u32) -> Result<()> {
         let dir = self.root.join(topic).join(queue_id.to_string());
         let store_dir = self.root.parent().unwrap_or(&self.root);
-        let aside = store_dir
-            .join(crate::store::LOST_FOUND_DIR)
-            .join(format!("{}-consumequeue", crate::commit_log::now_millis()))
+        let aside = crate::layout::lost_found_dir(store_dir, "consumequeue")
             .join(topic)
             .join(queue_id.to_string());
         self.backend.create_dir_all(&aside).at(&aside)?;

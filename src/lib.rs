@@ -32,6 +32,7 @@
 
 mod allocate;
 pub mod checkpoint;
+mod clock;
 pub mod codec;
 pub mod commit_log;
 pub mod config;

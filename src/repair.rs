@@ -27,12 +27,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::codec::{self, Frame, Verify};
-use crate::commit_log::now_millis;
 use crate::config::StoreConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::layout::scan::next_valid_record;
 use crate::layout::segments::{Extra, Problem, SegmentFile, list_segments, read_dir_sorted};
-use crate::layout::{ABORT_FILE, CHECKPOINT_FILE, COMMIT_LOG_DIR, CONSUME_QUEUE_DIR, LOST_FOUND_DIR, lock_existing};
+use crate::layout::{ABORT_FILE, CHECKPOINT_FILE, COMMIT_LOG_DIR, CONSUME_QUEUE_DIR, lock_existing, lost_found_dir};
 use crate::message::validate_topic;
 use crate::meta::Meta;
 use crate::recovery::RecoveryReport;
@@ -153,7 +152,7 @@ pub fn repair_store(dir: &Path, options: &RepairOptions) -> Result<RepairReport>
     let listing = list_segments(&log_dir, size)?;
     let mut plan = Plan {
         dry_run: options.dry_run,
-        aside: dir.join(LOST_FOUND_DIR).join(format!("{}-repair", now_millis())),
+        aside: lost_found_dir(dir, "repair"),
         actions: Vec::new(),
         lost: Vec::new(),
     };

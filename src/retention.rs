@@ -31,7 +31,8 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use crate::checkpoint::CheckpointFile;
-use crate::commit_log::{CommitLog, now_millis};
+use crate::clock::now_millis;
+use crate::commit_log::CommitLog;
 use crate::consume_queue::QueueTable;
 use crate::dispatch::DispatchShared;
 use crate::error::{Error, Result};

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
+use crate::clock::now_millis;
 use crate::codec::{self, RecordShape};
 use crate::codec::{EncodedRecord, RecordSpec, Verify};
-use crate::commit_log::{Appending, CommitLog, LogOptions, now_millis};
+use crate::commit_log::{Appending, CommitLog, LogOptions};
 use crate::config::StoreConfig;
 use crate::consume_queue::registry::Registry;
 use crate::consume_queue::{ConsumeQueue, QueueTable, UNIT_SIZE};
@@ -246,7 +247,7 @@ impl<B: Backend> MessageStore<B> {
 
         let abort = dir.join(ABORT_FILE);
         let clean = !abort.exists();
-        let lost_found = dir.join(LOST_FOUND_DIR).join(now_millis().to_string());
+        let lost_found = crate::layout::lost_found_dir(&dir, "");
         let (checkpoint, loaded) = CheckpointFile::open(&dir)?;
         let recovery = recover(
             &log,
@@ -707,29 +708,32 @@ impl<B: Backend> MessageStore<B> {
         let (log_min, log_end) = (self.log.min_offset(), self.log.max_offset());
         let mut cq_segment = None;
         let mut log_segment = None;
-        // A bad unit is repaired from the log once per call, then read again.
+        // A bad unit is repaired from the log once per call, then the units from the first one
+        // rewritten on are read again (a blank unit passed over may now hold a record; none of
+        // the messages taken lies past it).
         let mut healed = false;
-        let mut heal = |at: u64, cq_segment: &mut Option<_>| -> bool {
+        let mut heal = |next: &mut u64, cq_segment: &mut Option<_>| -> bool {
             if healed {
                 return false;
             }
             healed = true;
-            match self.heal_units(&cq, at) {
-                Ok(true) => {
+            match self.heal_units(&cq, *next) {
+                Ok(Some(first)) => {
                     // The repaired file replaced the one the cache holds.
                     *cq_segment = None;
+                    *next = first.clamp(offset, *next);
                     true
                 }
-                Ok(false) => false,
+                Ok(None) => false,
                 Err(e) => {
-                    tracing::error!(topic = cq.topic(), queue_id = cq.queue_id(), queue_offset = at, error = %e, "repairing consume-queue units failed");
+                    tracing::error!(topic = cq.topic(), queue_id = cq.queue_id(), queue_offset = *next, error = %e, "repairing consume-queue units failed");
                     false
                 }
             }
         };
         while next < scan_limit && messages.len() < want {
             let Some(unit) = cq.unit_cached(next, &mut cq_segment) else {
-                if heal(next, &mut cq_segment) {
+                if heal(&mut next, &mut cq_segment) {
                     continue;
                 }
                 if messages.is_empty() {
@@ -773,7 +777,9 @@ impl<B: Backend> MessageStore<B> {
                     next += 1;
                     continue;
                 }
-                Err(Error::CorruptConsumeQueue { .. } | Error::CorruptRecord { .. }) if heal(next, &mut cq_segment) => {
+                Err(Error::CorruptConsumeQueue { .. } | Error::CorruptRecord { .. })
+                    if heal(&mut next, &mut cq_segment) =>
+                {
                     continue;
                 }
                 // A damaged unit or record ends the batch before it; asked for first, it is the

@@ -2307,6 +2307,19 @@ fn found_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
             ]),
         ),
         (
+            // Queue fuzz/0's unit 13 garbled into a blank unit and unit 14 into garbage: a read
+            // from 13 passed over the blank, met 14, and the repair rewrote 13 and 14 from the
+            // log; the read went on from 14, so message 13 appeared only in the next session.
+            // A read now starts again from the first unit a repair rewrote. (Found by a
+            // 10-minute run of recover_store, 2026-12-07.)
+            "found-heal-unblanks-a-unit-the-read-passed",
+            RecoverInput::decode(&[
+                0, 35, 253, 253, 248, 253, 253, 253, 253, 253, 253, 253, 253, 253, 253, 253, 253, 253, 253, 253, 253,
+                253, 28, 0, 0, 0, 0, 0, 0, 0, 253, 253, 0, 35, 253, 253, 248, 253, 253, 253, 253, 253, 253, 253, 253,
+                253, 253, 253, 253, 253, 75, 75, 75, 1, 9, 0, 40, 0, 2,
+            ]),
+        ),
+        (
             // After a crash, queue fuzz/0's first file moved to other/0 (no record in the log)
             // at unit 1232, its bytes 285..320 copied 16 bytes back: unit 13's size now puts its
             // record's end past the log. Recovery checked only the last unit (15, sound) against

@@ -243,7 +243,7 @@ impl<B: Backend> IndexService<B> {
             f.flush().at(f.path())?;
         }
         self.backend.create_dir_all(&self.dir).at(&self.dir)?;
-        let now = file_name_for(crate::commit_log::now_millis());
+        let now = file_name_for(crate::clock::now_millis());
         let name = full.map_or(now, |f| now.max(f.name() + 1));
         let path = self.dir.join(format_name(name));
         let storage = self.backend.create(&path, self.layout.file_size()).at(&path)?;

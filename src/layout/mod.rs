@@ -6,7 +6,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -43,4 +43,17 @@ pub fn lock_existing(dir: &Path) -> Result<Option<File>> {
         Err(fs::TryLockError::WouldBlock) => Err(Error::Locked { path }),
         Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
     }
+}
+
+/// Where one step sets aside what the store will not use, under `lost+found/`: a directory
+/// named by the time, `{ms}-{what}` (`{ms}` alone for recovery's cut segments), so that nothing
+/// set aside ever replaces what an earlier step set aside.
+pub fn lost_found_dir(store_dir: &Path, what: &str) -> PathBuf {
+    let ms = crate::clock::now_millis();
+    let name = if what.is_empty() {
+        ms.to_string()
+    } else {
+        format!("{ms}-{what}")
+    };
+    store_dir.join(LOST_FOUND_DIR).join(name)
 }

@@ -64,8 +64,9 @@ impl<B: Backend> MessageStore<B> {
     }
 
     /// Repairs the unit at `queue_offset` of `cq`, and the bad units around it, from the log, if
-    /// it is bad. Returns whether a unit was rewritten (the caller then reads it again).
-    pub(super) fn heal_units(&self, cq: &ConsumeQueue<B>, queue_offset: u64) -> Result<bool> {
+    /// it is bad. Returns the first queue offset rewritten, if any: the caller reads again from
+    /// there (a blank unit it passed over may now hold a record).
+    pub(super) fn heal_units(&self, cq: &ConsumeQueue<B>, queue_offset: u64) -> Result<Option<u64>> {
         // One repair at a time: readers that met the same unit find it repaired.
         let _one = self.healing.lock();
         let (log_min, log_end) = (self.log.min_offset(), self.dispatcher.shared().dispatched());
@@ -75,7 +76,7 @@ impl<B: Backend> MessageStore<B> {
             self.judge_unit(cq, queue_offset, log_min, log_end)?,
             Judged::Bad | Judged::DamagedRecord
         ) {
-            return Ok(false);
+            return Ok(None);
         }
         // The good units around the bad ones bound the stretch of log that holds their records.
         // Units below the queue's minimum are left as they are: no reader is sent there, and a
@@ -83,7 +84,7 @@ impl<B: Backend> MessageStore<B> {
         // open would find the same minimum again, from the same units).
         let min = cq.min_offset();
         if queue_offset < min {
-            return Ok(false);
+            return Ok(None);
         }
         let floor = cq
             .first_held()
@@ -156,7 +157,7 @@ impl<B: Backend> MessageStore<B> {
             units.push(unit);
         }
         if !changed {
-            return Ok(false);
+            return Ok(None);
         }
         tracing::warn!(
             topic = cq.topic(),
@@ -171,6 +172,6 @@ impl<B: Backend> MessageStore<B> {
         // The queue's minimum stays where readers were told it is: a first unit that became a
         // filler is passed over by reads, and the next open starts the queue past it.
         cq.rewrite_units(first, &units)?;
-        Ok(true)
+        Ok(Some(first))
     }
 }

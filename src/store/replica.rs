@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::{LOST_FOUND_DIR, MessageStore, write_checkpoint};
+use super::{MessageStore, write_checkpoint};
 use crate::checkpoint::CheckpointFile;
 use crate::codec::Verify;
-use crate::commit_log::{CommitLog, now_millis};
+use crate::commit_log::CommitLog;
 use crate::consume_queue::QueueTable;
 use crate::dispatch::DispatchShared;
 use crate::error::{Error, Result};
@@ -94,7 +94,7 @@ impl<B: Backend> LogAccess for StoreLog<B> {
 
     fn truncate(&self, offset: u64) -> Result<()> {
         let _paused = self.dispatch.pause();
-        let lost_found = self.dir.join(LOST_FOUND_DIR).join(format!("{}-diverged", now_millis()));
+        let lost_found = crate::layout::lost_found_dir(&self.dir, "diverged");
         let moved = self.log.truncate_replicated(offset, &lost_found)?;
         for q in self.queues.all() {
             q.truncate_to_log(offset)?;
