@@ -21,9 +21,9 @@ use crate::index::IndexMark;
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 /// Size of the page.
 pub const CHECKPOINT_SIZE: usize = 4096;
-/// Where mqstore's two slots sit in the page (RocketMQ uses the first 40 bytes; the Rust port
-/// also 8 bytes at 40).
-const SLOT_AT: [usize; 2] = [1024, 2048];
+/// Where mqstore's two slots start in the checkpoint page (docs/format.md); RocketMQ uses the
+/// first 40 bytes, the Rust port 8 bytes more at 40.
+pub const SLOT_AT: [usize; 2] = [1024, 2048];
 /// "MQCK".
 const SLOT_MAGIC: u32 = 0x4D51_434B;
 /// Version 1 had no index mark; version 2 adds it.

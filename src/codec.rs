@@ -37,8 +37,11 @@ pub const BLANK_LEN: usize = 8;
 pub const MAX_PROPERTIES_LEN: usize = i16::MAX as usize;
 /// Longest topic written with [`MAGIC_V1`]; longer topics get [`MAGIC_V2`].
 pub const MAX_V1_TOPIC_LEN: usize = 127;
-/// Longest topic in bytes (the V2 length field is an `i16`).
-pub const MAX_TOPIC_LEN: usize = i16::MAX as usize;
+/// Longest topic the record format can hold, in bytes (the V2 length field is an `i16`): what a
+/// record read from disk may carry. The store accepts shorter topics for puts
+/// ([`config::MAX_TOPIC_LEN`](crate::config::MAX_TOPIC_LEN), RocketMQ's 127), as a topic names a
+/// directory.
+pub const MAX_ENCODED_TOPIC_LEN: usize = i16::MAX as usize;
 /// Length of the smallest possible record: V1, IPv4 hosts, empty body, topic and properties.
 pub const MIN_RECORD_LEN: usize = 91;
 /// Key of RocketMQ's whole-record CRC property.
@@ -280,7 +283,7 @@ pub fn properties(blob: &str) -> PropertyIter<'_> {
 /// under its append lock and writes them with [`EncodedRecord::seal`].
 #[derive(Clone, Copy, Debug)]
 pub struct RecordSpec<'a> {
-    /// Topic; 1 to [`MAX_TOPIC_LEN`] bytes.
+    /// Topic; 1 to [`MAX_ENCODED_TOPIC_LEN`] bytes.
     pub topic: &'a str,
     /// Queue id within the topic; at most `i32::MAX` (it is an `i32` on disk).
     pub queue_id: u32,
@@ -390,7 +393,7 @@ impl EncodedRecord {
     /// Encodes `spec` into a fresh buffer.
     ///
     /// # Errors
-    /// - [`Error::InvalidTopic`]: the topic is empty or longer than [`MAX_TOPIC_LEN`] bytes;
+    /// - [`Error::InvalidTopic`]: the topic is empty or longer than [`MAX_ENCODED_TOPIC_LEN`] bytes;
     /// - [`Error::QueueIdOutOfRange`]: the queue id does not fit the on-disk `i32`;
     /// - [`Error::InvalidProperty`]: the properties are not valid UTF-8;
     /// - [`Error::PropertiesTooLarge`]: the properties with the CRC property exceed
@@ -413,7 +416,7 @@ impl EncodedRecord {
                 reason: "empty",
             });
         }
-        if topic.len() > MAX_TOPIC_LEN {
+        if topic.len() > MAX_ENCODED_TOPIC_LEN {
             return Err(Error::InvalidTopic {
                 topic: display_prefix(spec.topic),
                 reason: "longer than 32767 bytes",

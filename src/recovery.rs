@@ -36,11 +36,9 @@ use crate::consume_queue::{ConsumeQueue, CqUnit, QueueTable};
 use crate::dispatch::{Targets, UnitRepair, dispatch_range};
 use crate::error::{IoContext, Result};
 use crate::index::{IndexRecovery, IndexService, key_hash, tag_hash};
+use crate::layout::start::{first_timestamp, first_valid_record, holds_records, recovery_start};
 use crate::message::validate_topic;
-use crate::segment::{Backend, Segment, SegmentRef, Storage};
-
-/// RocketMQ 4.x's normal recovery checks the last three segments.
-const ROCKETMQ_NORMAL_SEGMENTS: usize = 3;
+use crate::segment::{Backend, Segment, Storage};
 
 /// A range of the commit log that held no valid record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,65 +98,6 @@ fn first_bytes_zero<S: Storage>(segment: &Segment<S>, pos: u64, len: u64) -> boo
         .is_none_or(|b| b.iter().all(|&x| x == 0))
 }
 
-/// The first record of `segment` that is valid at its own position (checked as `verify` says),
-/// from its first byte on.
-fn first_valid_record<B: Backend>(log: &CommitLog<B>, segment: &SegmentRef<B>, verify: Verify) -> Option<u64> {
-    match CommitLog::<B>::entry_in(segment.read_from(0).as_deref(), segment.end(), verify) {
-        Ok(Entry::Record(v)) if v.physical_offset == segment.start() => Some(segment.start()),
-        _ => log.next_valid_record(segment.start(), verify),
-    }
-}
-
-/// Picks the segment to start scanning at, and the durable bound below which damage is
-/// skipped rather than cut.
-fn start_point<B: Backend>(
-    segments: &[SegmentRef<B>],
-    last_written: usize,
-    checkpoint: &Loaded,
-    clean: bool,
-    rocketmq_store: bool,
-) -> (usize, u64, &'static str) {
-    let limit = segments.last().map_or(0, |s| s.end());
-    let index_of = |offset: u64| {
-        segments
-            .iter()
-            .rposition(|s| s.start() <= offset)
-            .unwrap_or(0)
-            .min(last_written)
-    };
-    match checkpoint {
-        Loaded::Exact(cp) => {
-            let flushed = cp.log_flushed.min(limit);
-            (index_of(cp.dispatched.min(flushed)), flushed, "mqstore checkpoint")
-        }
-        // A store mqstore created always has a valid slot unless the page was damaged; then its
-        // unprotected header may be garbage too (huge timestamps would start the scan far too
-        // late): start from the first segment.
-        Loaded::Timestamps(_) if !rocketmq_store => (0, 0, "checkpoint damaged: from the first segment"),
-        Loaded::Timestamps(_) if clean => (
-            last_written.saturating_sub(ROCKETMQ_NORMAL_SEGMENTS - 1),
-            0,
-            "RocketMQ normal recovery: the last three segments",
-        ),
-        Loaded::Timestamps(cp) => {
-            // RocketMQ's abnormal recovery: the newest segment whose first record is older than
-            // the checkpoint's minimum timestamp minus three seconds.
-            let min_ts = cp.min_timestamp();
-            let idx = (0..=last_written).rev().find(|&i| {
-                let Some(seg) = segments.get(i) else {
-                    return false;
-                };
-                matches!(
-                    CommitLog::<B>::entry_in(seg.read_from(0).as_deref(), seg.end(), Verify::Framing),
-                    Ok(Entry::Record(v)) if v.store_timestamp <= min_ts && v.store_timestamp != 0
-                )
-            });
-            (idx.unwrap_or(0), 0, "RocketMQ checkpoint timestamps")
-        }
-        Loaded::Missing => (0, 0, "no checkpoint: from the first segment"),
-    }
-}
-
 /// Runs recovery. `clean`: the abort marker was absent. `verify`: what to check per record.
 #[allow(clippy::too_many_arguments)]
 pub fn recover<B: Backend>(
@@ -188,9 +127,17 @@ pub fn recover<B: Backend>(
         // reach past a gap of zeroed segment starts that the next, finding it gone, would not.)
         let last_written = segments
             .iter()
-            .rposition(|seg| !first_bytes_zero(seg, 0, 8) && first_valid_record(log, seg, verify).is_some())
+            .rposition(|seg| {
+                seg.read_from(0)
+                    .is_some_and(|bytes| holds_records(&bytes, seg.start(), verify))
+            })
             .unwrap_or(0);
-        let (start_idx, flushed, rule) = start_point::<B>(&segments, last_written, checkpoint, clean, rocketmq_store);
+        let starts: Vec<u64> = segments.iter().map(|s| s.start()).collect();
+        let limit = segments.last().map_or(0, |s| s.end());
+        let (start_idx, flushed, rule) =
+            recovery_start(&starts, limit, last_written, checkpoint, clean, rocketmq_store, |i| {
+                segments[i].read_from(0).and_then(|bytes| first_timestamp(&bytes))
+            });
         report.start_rule = rule;
         let mut offset = segments.get(start_idx).map_or(log.min_offset(), |s| s.start());
         report.scanned_from = offset;
@@ -228,9 +175,11 @@ pub fn recover<B: Backend>(
             // the end of the log: the normal end (zeros), a torn tail, or damage at the tail.
             let next = log.next_valid_record(offset, verify).or_else(|| {
                 // Nothing valid left in this segment: is there a valid record in a later one?
-                segments[idx + 1..=last_written.max(idx)]
-                    .iter()
-                    .find_map(|later| first_valid_record(log, later, verify))
+                segments[idx + 1..=last_written.max(idx)].iter().find_map(|later| {
+                    later
+                        .read_from(0)
+                        .and_then(|b| first_valid_record(&b, later.start(), verify))
+                })
             });
             let Some(next) = next else {
                 let zeros = first_bytes_zero(segment, offset - segment.start(), 8);
@@ -405,10 +354,14 @@ pub fn recover<B: Backend>(
     }
     for q in lost.iter().chain(&gapped) {
         q.set_rebuilding(false);
-        q.correct_min_offset(log.min_offset());
         report.queues_rebuilt.push((q.topic().to_string(), q.queue_id()));
     }
     report.queues_rebuilt.sort();
+    // Each queue's minimum from its units as recovery leaves them: the one found at load looked
+    // at units that truncation may have dropped since (and the next open finds it this way).
+    for q in queues.all() {
+        q.recompute_min_offset(log.min_offset());
+    }
     Ok(report)
 }
 

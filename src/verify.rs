@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 mod index;
 
-use crate::checkpoint::{CHECKPOINT_FILE, CHECKPOINT_SIZE, Checkpoint, Loaded};
+use crate::checkpoint::{CHECKPOINT_FILE, CHECKPOINT_SIZE, Checkpoint, Loaded, SLOT_AT};
 use crate::codec::{self, Frame, RecordView, Verify};
 use crate::config::DEFAULT_CONSUME_QUEUE_UNITS;
 use crate::consume_queue::{CqUnit, UNIT_SIZE};
@@ -50,6 +50,7 @@ use crate::error::{Error, Result};
 use crate::layout::lock_existing as lock;
 use crate::layout::scan::next_valid_record;
 use crate::layout::segments::{Extra, Problem, list_segments, read_dir_sorted};
+use crate::layout::start::{self, holds_records};
 use crate::message::validate_topic;
 use crate::meta::{FORMAT_VERSION, META_FILE, Meta};
 use crate::segment::{ReadOnlyMap, segment_name};
@@ -60,10 +61,6 @@ use crate::store::{ABORT_FILE, COMMIT_LOG_DIR, CONSUME_QUEUE_DIR};
 const CQ_WINDOW: u64 = 50 * UNIT_SIZE;
 /// RocketMQ's schedule topic, whose units hold a delivery time instead of the tag code.
 const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
-/// Where mqstore's two checkpoint slots start (docs/format.md).
-const CHECKPOINT_SLOTS: [u64; 2] = [1024, 2048];
-/// RocketMQ's recovery of a clean store checks the last three segments.
-const ROCKETMQ_NORMAL_SEGMENTS: usize = 3;
 
 /// How to verify. No flags yet: room for later ones.
 #[derive(Clone, Debug, Default)]
@@ -201,7 +198,7 @@ pub fn verify_store_with(dir: &Path, options: &VerifyOptions) -> Result<VerifyRe
         clean,
         durable,
         verify,
-        rebuild_from: recovery_start(&log.segs, &checkpoint, clean),
+        rebuild_from: recovery_start(&log.segs, &checkpoint, clean, verify),
     };
 
     // The log, with each record's unit (records → units).
@@ -215,7 +212,7 @@ pub fn verify_store_with(dir: &Path, options: &VerifyOptions) -> Result<VerifyRe
     {
         f.damage(
             CHECKPOINT_FILE,
-            CHECKPOINT_SLOTS[(cp.seq % 2) as usize],
+            SLOT_AT[(cp.seq % 2) as usize] as u64,
             format!(
                 "durable data missing: the log ends at {} but the checkpoint recorded {} as durable",
                 scan.log_end, cp.log_flushed
@@ -331,7 +328,7 @@ fn read_checkpoint(dir: &Path, meta_present: bool, f: &mut Findings) -> Result<L
         ),
         Loaded::Timestamps(_) if meta_present => f.note(
             CHECKPOINT_FILE,
-            CHECKPOINT_SLOTS[0],
+            SLOT_AT[0] as u64,
             "neither mqstore checkpoint slot is valid: recovery falls back to RocketMQ's timestamps (a slower, earlier start)",
         ),
         _ => {}
@@ -655,34 +652,18 @@ impl LogScan {
     }
 }
 
-/// Where recovery would start its scan (and re-dispatch), as `recovery::start_point` decides.
-fn recovery_start(segs: &[LogSeg], checkpoint: &Loaded, clean: bool) -> u64 {
-    let Some(last) = segs.last() else { return 0 };
+/// Where recovery would start its scan (and re-dispatch): the rule recovery acts on.
+fn recovery_start(segs: &[LogSeg], checkpoint: &Loaded, clean: bool, verify: Verify) -> u64 {
     let last_written = segs
         .iter()
-        .rposition(|s| s.data().get(..8).is_some_and(|h| h.iter().any(|&b| b != 0)))
+        .rposition(|s| holds_records(s.data(), s.start, verify))
         .unwrap_or(0);
-    let idx = match checkpoint {
-        Loaded::Exact(cp) => {
-            let target = cp.dispatched.min(cp.log_flushed.min(last.end));
-            segs.iter()
-                .rposition(|s| s.start <= target)
-                .unwrap_or(0)
-                .min(last_written)
-        }
-        Loaded::Timestamps(_) if clean => last_written.saturating_sub(ROCKETMQ_NORMAL_SEGMENTS - 1),
-        Loaded::Timestamps(cp) => {
-            let min_ts = cp.min_timestamp();
-            (0..=last_written)
-                .rev()
-                .find(|&i| {
-                    matches!(codec::decode(segs[i].data(), Verify::Framing),
-                        Ok(Frame::Record(v)) if v.store_timestamp <= min_ts && v.store_timestamp != 0)
-                })
-                .unwrap_or(0)
-        }
-        Loaded::Missing => 0,
-    };
+    let starts: Vec<u64> = segs.iter().map(|s| s.start).collect();
+    let limit = segs.last().map_or(0, |s| s.end);
+    let rocketmq_store = verify != Verify::RequireRecordCrc;
+    let (idx, _, _) = start::recovery_start(&starts, limit, last_written, checkpoint, clean, rocketmq_store, |i| {
+        start::first_timestamp(segs[i].data())
+    });
     segs.get(idx).map_or(0, |s| s.start)
 }
 

@@ -2320,6 +2320,15 @@ fn found_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
             ]),
         ),
         (
+            // Queue fuzz/0's last file replaced by garbage units of another queue's file, with a
+            // hole: the minimum found at load, over units the rebuild then dropped, was 36 (the
+            // new maximum), so the first session read nothing of the queue and the second 8..19.
+            // Recovery now finds each queue's minimum again from the units it leaves. (Found by
+            // a 10-minute run of recover_store, 2026-12-07.)
+            "found-minimum-from-units-recovery-dropped",
+            RecoverInput::decode(&[0, 111, 109, 109, 105, 47, 5, 2, 2, 165, 165, 165, 165, 5, 5, 77, 165]),
+        ),
+        (
             // After a crash, queue fuzz/0's first file moved to other/0 (no record in the log)
             // at unit 1232, its bytes 285..320 copied 16 bytes back: unit 13's size now puts its
             // record's end past the log. Recovery checked only the last unit (15, sound) against

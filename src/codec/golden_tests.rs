@@ -568,14 +568,14 @@ fn v1_topic_length_is_read_unsigned() {
 
 #[test]
 fn longest_topic_is_accepted_and_one_more_byte_is_not() {
-    let topic = "t".repeat(MAX_TOPIC_LEN);
+    let topic = "t".repeat(MAX_ENCODED_TOPIC_LEN);
     let hand = Hand {
         magic: MAGIC_V2,
         topic: topic.as_bytes(),
         ..Hand::default()
     };
     assert_eq!(hand.encode_and_seal(), hand.build());
-    let longer = "t".repeat(MAX_TOPIC_LEN + 1);
+    let longer = "t".repeat(MAX_ENCODED_TOPIC_LEN + 1);
     let err = EncodedRecord::encode(
         &Hand {
             topic: longer.as_bytes(),

@@ -443,6 +443,12 @@ mod tests {
             assert!(!waiting.is_empty(), "every put was durable at once: nothing was tested");
             for (pending, probe) in waiting {
                 assert_eq!(pending.wait(), FlushOutcome::Durable);
+                // The completer records the outcome, then wakes the future outside its lock:
+                // `wait` may return between the two.
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while !probe.woken.load(SeqCst) && std::time::Instant::now() < deadline {
+                    std::thread::yield_now();
+                }
                 assert!(probe.woken.load(SeqCst), "completed without waking its future");
             }
         });

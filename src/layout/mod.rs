@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 
 pub mod scan;
 pub mod segments;
+pub mod start;
 
 pub use crate::checkpoint::CHECKPOINT_FILE;
 pub use crate::consumer_offset::CONFIG_DIR;

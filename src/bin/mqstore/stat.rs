@@ -7,8 +7,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use mqstore::layout::{ABORT_FILE, INDEX_DIR, LOCK_FILE, LOST_FOUND_DIR};
 use mqstore::meta::{META_FILE, Meta};
-use mqstore::store::{ABORT_FILE, LOCK_FILE, LOST_FOUND_DIR};
 
 use crate::files::{self, QueueFiles, ScanEnd, SegmentDir, format_millis};
 use crate::{Failure, Outcome};
@@ -19,9 +19,6 @@ pub struct StatArgs {
     /// The store directory (written by mqstore or by Apache RocketMQ). It is only read.
     pub dir: PathBuf,
 }
-
-/// Name of the index directory.
-const INDEX_DIR: &str = "index";
 
 /// Runs `stat`.
 pub fn run(args: StatArgs) -> Result<Outcome, Failure> {
