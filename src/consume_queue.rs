@@ -97,6 +97,8 @@ pub struct ConsumeQueue<B: Backend> {
     gap_filled: AtomicBool,
     /// See [`ConsumeQueue::started_late`].
     started_late: AtomicBool,
+    /// See [`ConsumeQueue::confirmed`].
+    confirmed: AtomicU64,
     /// See [`ConsumeQueue::rebuilding`].
     rebuilding: AtomicBool,
 }
@@ -136,6 +138,7 @@ impl<B: Backend> ConsumeQueue<B> {
             hole: Mutex::new(None),
             gap_filled: AtomicBool::new(false),
             started_late: AtomicBool::new(false),
+            confirmed: AtomicU64::new(0),
             rebuilding: AtomicBool::new(false),
         };
         cq.recover_end()?;
@@ -292,6 +295,7 @@ impl<B: Backend> ConsumeQueue<B> {
     /// units so that offsets stay positional, and remembered ([`gap_filled`](Self::gap_filled)).
     pub fn put(&self, queue_offset: u64, unit: CqUnit, warm_up: bool) -> Result<UnitPut> {
         let mut writer = self.writer.lock();
+        self.confirmed.store(queue_offset + 1, Ordering::Relaxed);
         let max = self.max_offset();
         if queue_offset < max {
             return Ok(match self.unit(queue_offset) {
@@ -361,6 +365,34 @@ impl<B: Backend> ConsumeQueue<B> {
         self.gap_filled.load(Ordering::Acquire)
     }
 
+    /// One past the queue offset of the last record dispatched since open, in log order (0:
+    /// none). The later record wins: a damaged offset field far ahead of the queue's records
+    /// that follow it does not count.
+    pub fn confirmed(&self) -> u64 {
+        self.confirmed.load(Ordering::Relaxed)
+    }
+
+    /// Drops the units past [`confirmed`](Self::confirmed) that cannot belong to a record: after
+    /// recovery dispatched every record from `from` to the log's end, no record of the queue
+    /// claims an offset past its last one (queue offsets grow along the log), so a unit
+    /// past it is garbage (a file's damaged tail, or blanks a read's repair left for such
+    /// garbage) unless `damaged` says it points at bytes of the range that are not a valid
+    /// record: a record the dispatch passed over as damaged, which readers are told about.
+    pub fn drop_unconfirmed_tail(&self, from: u64, damaged: impl Fn(&CqUnit) -> bool) -> Result<()> {
+        let confirmed = self.confirmed();
+        if confirmed == 0 {
+            return Ok(());
+        }
+        let mut keep = self.max_offset();
+        while keep > confirmed.max(self.first_held()) {
+            match self.unit(keep - 1) {
+                Some(u) if !u.is_blank() && u.commit_log_offset >= from && damaged(&u) => break,
+                _ => keep -= 1,
+            }
+        }
+        self.truncate_units(keep)
+    }
+
     /// Whether the queue had no file when a put past queue offset 0 created its first one: its
     /// earlier records may still be in the log (its files lost, and no registry to tell).
     pub fn started_late(&self) -> bool {
@@ -410,6 +442,7 @@ impl<B: Backend> ConsumeQueue<B> {
         *self.hole.lock() = None;
         self.gap_filled.store(false, Ordering::Release);
         self.started_late.store(false, Ordering::Release);
+        self.confirmed.store(0, Ordering::Relaxed);
         Ok(())
     }
 

@@ -357,9 +357,25 @@ pub fn recover<B: Backend>(
         report.queues_rebuilt.push((q.topic().to_string(), q.queue_id()));
     }
     report.queues_rebuilt.sort();
-    // Each queue's minimum from its units as recovery leaves them: the one found at load looked
-    // at units that truncation may have dropped since (and the next open finds it this way).
+    // Units past each queue's last record are garbage the load could not tell (the next open,
+    // finding a read's repair of them, would), then each queue's minimum from the units
+    // recovery leaves: the one found at load looked at units truncation may have dropped.
     for q in queues.all() {
+        let from = if lost.iter().chain(&gapped).any(|r| Arc::ptr_eq(r, &q)) {
+            log.min_offset()
+        } else {
+            dispatch_from
+        };
+        q.drop_unconfirmed_tail(from, |u| {
+            u.commit_log_offset < end
+                && log.segment_at(u.commit_log_offset).is_some_and(|seg| {
+                    let bytes = seg.read_from(u.commit_log_offset - seg.start());
+                    !matches!(
+                        CommitLog::<B>::entry_in(bytes.as_deref(), seg.end(), verify),
+                        Ok(Entry::Record(v)) if v.physical_offset == u.commit_log_offset
+                    )
+                })
+        })?;
         q.recompute_min_offset(log.min_offset());
     }
     Ok(report)

@@ -51,10 +51,10 @@ use crate::layout::lock_existing as lock;
 use crate::layout::scan::next_valid_record;
 use crate::layout::segments::{Extra, Problem, list_segments, read_dir_sorted};
 use crate::layout::start::{self, holds_records};
+use crate::layout::{ABORT_FILE, COMMIT_LOG_DIR, CONSUME_QUEUE_DIR};
 use crate::message::validate_topic;
 use crate::meta::{FORMAT_VERSION, META_FILE, Meta};
 use crate::segment::{ReadOnlyMap, segment_name};
-use crate::store::{ABORT_FILE, COMMIT_LOG_DIR, CONSUME_QUEUE_DIR};
 
 /// Bytes of a queue's units read at once while the log is scanned (50 units): a queue's records
 /// come in queue-offset order, so one read serves the next 50 of them.
@@ -68,9 +68,10 @@ const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
 pub struct VerifyOptions {}
 
 /// One fact found in the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     /// The file, relative to the store directory.
+    #[serde(serialize_with = "lossy_path")]
     pub file: PathBuf,
     /// Where in it: a commit-log offset for `commitlog/` files, the queue's byte offset
     /// (queue offset × 20) for consume-queue files, the byte position for other files.
@@ -80,7 +81,7 @@ pub struct Finding {
 }
 
 /// What [`verify_store`] found.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct VerifyReport {
     /// No damage found.
     pub consistent: bool,
@@ -1369,37 +1370,9 @@ fn report_holes(
 // Output
 // ---------------------------------------------------------------------------------------------
 
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn json_findings(out: &mut String, findings: &[Finding]) {
-    out.push('[');
-    for (i, finding) in findings.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"file\":");
-        json_str(out, &finding.file.to_string_lossy());
-        let _ = write!(out, ",\"offset\":{},\"what\":", finding.offset);
-        json_str(out, &finding.what);
-        out.push('}');
-    }
-    out.push(']');
+/// A path as JSON text: a file name that is not UTF-8 must not fail the report.
+fn lossy_path<S: serde::Serializer>(path: &Path, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
 }
 
 impl VerifyReport {
@@ -1407,31 +1380,8 @@ impl VerifyReport {
     /// `file`, `offset` and `what`.
     #[must_use]
     pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(256 + 128 * (self.damage.len() + self.notes.len()));
-        let _ = write!(
-            out,
-            "{{\"consistent\":{},\"clean_shutdown\":{},\"written_by\":",
-            self.consistent, self.clean_shutdown
-        );
-        json_str(&mut out, self.written_by);
-        let _ = write!(
-            out,
-            ",\"segments\":{},\"records\":{},\"bytes\":{},\"log_start\":{},\"log_end\":{},\"queues\":{},\"units\":{},\"index_files\":{},\"index_entries\":{},\"damage\":",
-            self.segments,
-            self.records,
-            self.bytes,
-            self.log_start,
-            self.log_end,
-            self.queues,
-            self.units,
-            self.index_files,
-            self.index_entries
-        );
-        json_findings(&mut out, &self.damage);
-        out.push_str(",\"notes\":");
-        json_findings(&mut out, &self.notes);
-        out.push('}');
-        out
+        // Strings, numbers, booleans and lists of them: nothing serde_json can refuse.
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -1478,11 +1428,38 @@ impl fmt::Display for VerifyReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
-    fn json_escapes_strings() {
-        let mut s = String::new();
-        json_str(&mut s, "a\"b\\c\nd\u{1}é");
-        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é\"");
+    fn json_escapes_strings_and_survives_non_utf8_names() {
+        let finding = |name: &[u8], what: &str| Finding {
+            file: PathBuf::from(std::ffi::OsStr::from_bytes(name)),
+            offset: 7,
+            what: what.to_string(),
+        };
+        let report = VerifyReport {
+            consistent: false,
+            clean_shutdown: true,
+            written_by: "mqstore",
+            segments: 1,
+            records: 2,
+            bytes: 3,
+            log_start: 0,
+            log_end: 4,
+            queues: 5,
+            units: 6,
+            index_files: 0,
+            index_entries: 0,
+            damage: vec![finding(b"commitlog/\xff\xfe", "a\"b\\c\nd\u{1}\u{e9}")],
+            notes: vec![finding(b"lock", "ok")],
+        };
+        let json = report.to_json();
+        assert_eq!(
+            json,
+            "{\"consistent\":false,\"clean_shutdown\":true,\"written_by\":\"mqstore\",\"segments\":1,\"records\":2,\
+             \"bytes\":3,\"log_start\":0,\"log_end\":4,\"queues\":5,\"units\":6,\"index_files\":0,\"index_entries\":0,\
+             \"damage\":[{\"file\":\"commitlog/\u{fffd}\u{fffd}\",\"offset\":7,\"what\":\"a\\\"b\\\\c\\nd\\u0001\u{e9}\"}],\
+             \"notes\":[{\"file\":\"lock\",\"offset\":7,\"what\":\"ok\"}]}"
+        );
     }
 }

@@ -2329,6 +2329,18 @@ fn found_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
             RecoverInput::decode(&[0, 111, 109, 109, 105, 47, 5, 2, 2, 165, 165, 165, 165, 5, 5, 77, 165]),
         ),
         (
+            // Queue fuzz/1's units past its last record garbled (pointing into the log, and
+            // below it): the first session's reads repaired them to blank units, which the next
+            // open's truncation dropped: max offset 31, then 14. Recovery now drops a queue's
+            // units past the last record it dispatched unless they point at damaged bytes.
+            // (Found by a 10-minute run of recover_store, 2026-12-07.)
+            "found-garbage-past-the-last-record",
+            RecoverInput::decode(&[
+                0, 3, 8, 3, 3, 3, 0, 3, 0, 1, 4, 1, 35, 0, 4, 0, 1, 4, 1, 35, 0, 4, 0, 99, 35, 35, 33, 35, 35, 35, 35,
+                35, 0, 42, 0, 0, 0, 3, 2, 1, 1, 0, 202, 154, 59, 87, 0, 35, 35, 33, 35, 35, 35, 35, 35, 0, 42, 0, 0, 0,
+            ]),
+        ),
+        (
             // After a crash, queue fuzz/0's first file moved to other/0 (no record in the log)
             // at unit 1232, its bytes 285..320 copied 16 bytes back: unit 13's size now puts its
             // record's end past the log. Recovery checked only the last unit (15, sound) against
