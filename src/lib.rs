@@ -43,6 +43,7 @@ pub mod error;
 mod files;
 pub mod flush;
 pub mod index;
+pub mod inspect;
 pub mod layout;
 pub mod message;
 pub mod meta;

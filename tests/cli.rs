@@ -391,6 +391,20 @@ fn stat_and_dump_read_a_store_without_changing_it() {
     // topic, queue, min, max, messages, files (4 units per file: orders/0 spans 2 files).
     assert_eq!(row("0")[2..6], ["0", "5", "5", "2"]);
     assert_eq!(row("1")[2..6], ["0", "3", "3", "1"]);
+    // The same summary as JSON, field by field.
+    let out = mqstore(&["stat", d, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("stat --json is JSON");
+    assert_eq!(json["clean_shutdown"], true);
+    assert_eq!(json["meta"]["record_crc_required"], true);
+    assert_eq!(json["commit_log"]["segments"].as_array().map(Vec::len), Some(1));
+    let queues = json["consume_queues"].as_array().expect("queues");
+    assert_eq!(queues.len(), 2);
+    assert_eq!((&queues[0]["topic"], &queues[0]["queue_id"]), (&"orders".into(), &0.into()));
+    assert_eq!(queues[0]["range"]["max"], 5);
+    assert_eq!(queues[0]["files"], 2);
+    assert_eq!(queues[1]["range"]["max"], 3);
+    assert_eq!(json["failures"].as_array().map(Vec::len), Some(0));
     let end: u64 = put.iter().map(|p| p.2).max().unwrap();
     assert!(text.contains("commit log   1 segment(s)"), "{text}");
     let log_end = text

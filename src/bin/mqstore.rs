@@ -4,7 +4,7 @@
 //! mqstore bench [--dir DIR] [--flush sync|async|buffered|all] [--producers N] [--messages N] [--size BYTES]
 //!               [--queues Q] [--segment-size BYTES] [--json]
 //! mqstore verify DIR [--json]
-//! mqstore stat DIR
+//! mqstore stat DIR [--json]
 //! mqstore dump DIR (--topic T --queue Q [--offset O] [--count N] | --commit-log-offset X)
 //! mqstore repair DIR [--dry-run] [--segment-size BYTES]
 //! ```

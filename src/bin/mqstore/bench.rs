@@ -1171,7 +1171,7 @@ fn print_table(reports: &[Report]) {
     let right = [
         false, true, true, true, true, true, true, true, true, true, true, true, true,
     ];
-    let _ = crate::stat::write_table(&mut out, &rows, "", &right);
+    let _ = write!(out, "{}", mqstore::inspect::table(&rows, "", &right));
     let _ = writeln!(
         out,
         "(MiB/s counts message bodies; latency is per put, as the producer sees it; read: {} thread(s) paging each queue with get(.., {}))",

@@ -15,7 +15,6 @@ use mqstore::codec::{self, DecodeError, Frame, MAGIC_V1, MAGIC_V2, RecordView, V
 use mqstore::consume_queue::CqUnit;
 
 use crate::files::{self, CrcCheck, QueueFiles, SegmentDir, body_preview, body_text, format_millis, hex_dump};
-use crate::stat::write_table;
 use crate::{Failure, Outcome};
 
 /// Arguments of `mqstore dump`.
@@ -312,7 +311,11 @@ fn dump_queue(
         problems += usize::from(problem);
         rows.push(row);
     }
-    write_table(out, &rows, "", &[true, true, true, false, false, false, false])?;
+    write!(
+        out,
+        "{}",
+        mqstore::inspect::table(&rows, "", &[true, true, true, false, false, false, false])
+    )?;
     Ok(if problems == 0 {
         Outcome::Success
     } else {
