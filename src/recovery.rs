@@ -29,7 +29,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::checkpoint::Loaded;
-use crate::codec::Verify;
+use crate::codec::{self, Frame, Verify};
 use crate::commit_log::{CommitLog, Entry};
 use crate::consume_queue::registry::Registered;
 use crate::consume_queue::{ConsumeQueue, CqUnit, QueueTable};
@@ -366,14 +366,19 @@ pub fn recover<B: Backend>(
         } else {
             dispatch_from
         };
+        // A record start (its framing and offset field sound) that fails its check: a record
+        // the dispatch passed over as damaged. Anything else past the queue's last record is
+        // garbage: a valid record is another queue's, other bytes are no record's start.
         q.drop_unconfirmed_tail(from, |u| {
-            u.commit_log_offset < end
-                && log.segment_at(u.commit_log_offset).is_some_and(|seg| {
-                    let bytes = seg.read_from(u.commit_log_offset - seg.start());
-                    !matches!(
-                        CommitLog::<B>::entry_in(bytes.as_deref(), seg.end(), verify),
-                        Ok(Entry::Record(v)) if v.physical_offset == u.commit_log_offset
-                    )
+            let at = u.commit_log_offset;
+            at < end
+                && log.segment_at(at).is_some_and(|seg| {
+                    let Some(bytes) = seg.read_from(at - seg.start()) else {
+                        return false;
+                    };
+                    let starts_record =
+                        |level| matches!(codec::decode(&bytes, level), Ok(Frame::Record(v)) if v.physical_offset == at);
+                    starts_record(Verify::Framing) && !starts_record(verify)
                 })
         })?;
         q.recompute_min_offset(log.min_offset());

@@ -400,7 +400,10 @@ fn stat_and_dump_read_a_store_without_changing_it() {
     assert_eq!(json["commit_log"]["segments"].as_array().map(Vec::len), Some(1));
     let queues = json["consume_queues"].as_array().expect("queues");
     assert_eq!(queues.len(), 2);
-    assert_eq!((&queues[0]["topic"], &queues[0]["queue_id"]), (&"orders".into(), &0.into()));
+    assert_eq!(
+        (&queues[0]["topic"], &queues[0]["queue_id"]),
+        (&"orders".into(), &0.into())
+    );
     assert_eq!(queues[0]["range"]["max"], 5);
     assert_eq!(queues[0]["files"], 2);
     assert_eq!(queues[1]["range"]["max"], 3);

@@ -2341,6 +2341,19 @@ fn found_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
             ]),
         ),
         (
+            // Units past queue fuzz/1's last record garbled to point into the middle of records:
+            // recovery kept them as if they named damaged records, the first session's reads
+            // repaired them to blank units, and the next open dropped those: max offset 25, then
+            // 20. Only a record start whose check fails now counts as a damaged record. (Found
+            // by a 10-minute run of recover_store, 2026-12-07.)
+            "found-garbage-into-records-past-the-last-record",
+            RecoverInput::decode(&[
+                1, 250, 251, 25, 25, 25, 25, 25, 25, 25, 1, 0, 12, 2, 4, 1, 255, 255, 255, 255, 0, 0, 1, 3, 3, 1, 1, 1,
+                243, 243, 0, 1, 3, 3, 1, 1, 1, 243, 243, 243, 3, 255, 243, 243, 243, 243, 243, 3, 3, 7, 243, 243, 1, 0,
+                0, 0, 0, 0, 0, 1, 2, 188, 16, 50,
+            ]),
+        ),
+        (
             // After a crash, queue fuzz/0's first file moved to other/0 (no record in the log)
             // at unit 1232, its bytes 285..320 copied 16 bytes back: unit 13's size now puts its
             // record's end past the log. Recovery checked only the last unit (15, sound) against
