@@ -473,6 +473,30 @@ fn stat_and_dump_read_a_store_without_changing_it() {
     assert!(out.status.success());
     assert!(stdout(&out).contains("hello order 1"));
 
+    // The same readings as JSON.
+    let out = mqstore(&["dump", d, "--commit-log-offset", &second, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("dump --json is JSON");
+    assert_eq!(json["kind"], "record");
+    assert_eq!(json["offset"], put[1].2);
+    assert_eq!(json["topic"], "orders");
+    assert_eq!(json["queue_offset"], 1);
+    assert_eq!(json["body"]["text"], "hello order 1");
+    assert_eq!(json["record_crc_ok"], true);
+    let out = mqstore(&[
+        "dump", d, "--topic", "orders", "--queue", "0", "--offset", "1", "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("dump --json is JSON");
+    assert_eq!((json["min"].as_u64(), json["max"].as_u64()), (Some(0), Some(5)));
+    let units = json["units"].as_array().expect("units");
+    let offsets: Vec<_> = units.iter().map(|u| u["offset"].as_u64()).collect();
+    assert_eq!(offsets, [Some(1), Some(2), Some(3), Some(4)]);
+    assert_eq!(units[0]["kind"], "message");
+    assert_eq!(units[0]["commit_log_offset"], put[1].2);
+    assert_eq!(units[0]["keys"][0], "order-1");
+    assert_eq!(units[0]["tags"], "TagB");
+
     // Not the start of a record; past the end of the log; a queue that does not exist.
     let out = mqstore(&["dump", d, "--commit-log-offset", "1"]);
     assert_eq!(out.status.code(), Some(1));
@@ -513,6 +537,16 @@ fn dump_reports_a_damaged_record() {
     let out = mqstore(&["dump", d, "--topic", "orders", "--queue", "0"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("CRC MISMATCH"));
+    let out = mqstore(&["dump", d, "--topic", "orders", "--queue", "0", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("dump --json is JSON");
+    let crc: Vec<_> = json["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["crc_ok"].as_bool())
+        .collect();
+    assert_eq!(crc[..2], [Some(true), Some(false)]);
 }
 
 #[test]
@@ -664,8 +698,19 @@ fn stat_and_verify_show_the_index_and_the_consumer_offsets() {
     assert!(text.contains("k7"), "{text}");
     let out = mqstore(&["dump", d, "--topic", "cli", "--key", "nope"]);
     assert!(stdout(&out).contains("no message"), "{}", stdout(&out));
+    let out = mqstore(&["dump", d, "--topic", "cli", "--key", "k7", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("dump --json is JSON");
+    assert_eq!(json["records"].as_array().map(Vec::len), Some(1), "{json}");
+    assert_eq!(json["records"][0]["queue_offset"], 7, "{json}");
+    assert_eq!(json["records"][0]["body"]["hex"], "01".repeat(10), "{json}");
     let out = mqstore(&["dump", d, "--consumer-offsets"]);
     assert!(stdout(&out).contains("readers  cli/0  12"), "{}", stdout(&out));
+    let out = mqstore(&["dump", d, "--consumer-offsets", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("dump --json is JSON");
+    assert_eq!(
+        json,
+        serde_json::json!([{"group": "readers", "topic": "cli", "queue_id": 0, "offset": 12}])
+    );
 }
 
 #[test]
