@@ -2354,6 +2354,20 @@ fn found_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
             ]),
         ),
         (
+            // A queue with no record in the log (fuzz/2, made from garbage) whose unit 1 starts
+            // below the log's first segment and, by its size, ends far past the log's end. A read
+            // judged it a record retention removed and kept it, blanking the garbage after it;
+            // the next open's cut of units past the log end then dropped it and the blanks: max
+            // offset 4, then 1. A unit ending past the log is garbage first. (Found by a
+            // 10-minute run of recover_store, 2026-12-07.)
+            "found-unit-below-the-log-ending-past-it",
+            RecoverInput::decode(&[
+                2, 3, 25, 4, 10, 189, 255, 12, 25, 1, 25, 25, 25, 1, 255, 25, 25, 25, 25, 38, 25, 25, 25, 1, 25, 25,
+                25, 255, 46, 0, 4, 2, 4, 1, 0, 0, 33, 3, 3, 1, 1, 1, 3, 211, 1, 47, 3, 68, 0, 3, 3, 1, 252, 243, 243,
+                3, 3, 7, 243, 243, 0,
+            ]),
+        ),
+        (
             // After a crash, queue fuzz/0's first file moved to other/0 (no record in the log)
             // at unit 1232, its bytes 285..320 copied 16 bytes back: unit 13's size now puts its
             // record's end past the log. Recovery checked only the last unit (15, sound) against

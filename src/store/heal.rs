@@ -47,11 +47,17 @@ impl<B: Backend> MessageStore<B> {
                 .is_some();
             return Ok(if held { Judged::Bad } else { Judged::Absent });
         };
-        if unit.is_blank() || unit.commit_log_offset < log_min {
+        if unit.is_blank() {
             return Ok(Judged::Neutral);
         }
+        // Before the test for a removed record: a unit that starts below the log but ends past
+        // it is garbage (the next open's cut of units past the log end would drop it, and the
+        // blank units a repair wrote after it with it).
         if unit.end() > log_end {
             return Ok(Judged::Bad);
+        }
+        if unit.commit_log_offset < log_min {
+            return Ok(Judged::Neutral);
         }
         match self.read_unit(cq, queue_offset, unit.commit_log_offset, unit.size, &mut None) {
             Ok(Some(_)) => Ok(Judged::Sound(unit)),
