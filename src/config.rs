@@ -3,6 +3,8 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 
+mod file;
+
 use crate::consume_queue::UNIT_SIZE;
 use crate::error::{Error, Result};
 use crate::flush::FlushPolicy;
@@ -217,6 +219,13 @@ impl StoreConfig {
 
     pub(crate) fn zero_fill(&self) -> bool {
         self.zero_fill_segments.unwrap_or_else(|| self.flush.is_sync())
+    }
+
+    /// Moves the store to `dir`, keeping every other setting (a configuration file's settings
+    /// for another directory, as `mqstore bench --config` uses them).
+    pub fn store_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = dir.into();
+        self
     }
 
     /// The store directory.

@@ -377,16 +377,22 @@ impl<B: Backend> ConsumeQueue<B> {
     /// claims an offset past its last one (queue offsets grow along the log), so a unit
     /// past it is garbage (a file's damaged tail, or blanks a read's repair left for such
     /// garbage) unless `damaged` says it points at bytes of the range that are not a valid
-    /// record: a record the dispatch passed over as damaged, which readers are told about.
+    /// record, past the queue's last record: a record the dispatch passed over as damaged,
+    /// which readers are told about.
     pub fn drop_unconfirmed_tail(&self, from: u64, damaged: impl Fn(&CqUnit) -> bool) -> Result<()> {
         let confirmed = self.confirmed();
         if confirmed == 0 {
             return Ok(());
         }
+        // A damaged record before the queue's last one cannot hold a later queue offset.
+        let after = self
+            .unit(confirmed - 1)
+            .filter(|u| !u.is_blank())
+            .map_or(from, |u| u.end().max(from));
         let mut keep = self.max_offset();
         while keep > confirmed.max(self.first_held()) {
             match self.unit(keep - 1) {
-                Some(u) if !u.is_blank() && u.commit_log_offset >= from && damaged(&u) => break,
+                Some(u) if !u.is_blank() && u.commit_log_offset >= after && damaged(&u) => break,
                 _ => keep -= 1,
             }
         }

@@ -770,3 +770,84 @@ fn repair_a_store_open_refuses() {
         Some(2)
     );
 }
+
+#[test]
+fn config_default_file_checks_and_drives_a_bench() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mqstore(&["config", "--default", "--dir", "/srv/mq"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let default = stdout(&out);
+    assert!(default.contains("dir = \"/srv/mq\""), "{default}");
+    assert!(
+        default.contains("[retention]") && default.contains("# disk_budget = "),
+        "{default}"
+    );
+    // The default file reads back as the library's defaults.
+    let from_file: StoreConfig = default.parse().expect("the default file parses");
+    assert_eq!(
+        from_file.to_toml().unwrap(),
+        StoreConfig::new("/srv/mq").to_toml().unwrap()
+    );
+
+    // A file that changes a few keys: check prints every setting, the changed ones included.
+    let file = dir.path().join("store.toml");
+    fs::write(
+        &file,
+        "dir = \"/unused\"\n[consume_queue]\nunits_per_segment = 100\n[index]\nenabled = false\n",
+    )
+    .unwrap();
+    let out = mqstore(&["config", "--check", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let checked = stdout(&out);
+    assert!(checked.contains("units_per_segment = 100"), "{checked}");
+    assert!(checked.contains("mode = \"async\""), "{checked}");
+
+    // bench takes the file's settings under its own: 100 units a consume-queue file.
+    let root = dir.path().join("runs");
+    let out = mqstore(&[
+        "bench",
+        "--config",
+        file.to_str().unwrap(),
+        "--dir",
+        root.to_str().unwrap(),
+        "--flush",
+        "async",
+        "--messages",
+        "300",
+        "--producers",
+        "1",
+        "--queues",
+        "1",
+        "--segment-size",
+        "65536",
+        "--size",
+        "16",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let queue_dir = fs::read_dir(root.join("async/consumequeue"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("0");
+    let files: Vec<u64> = fs::read_dir(&queue_dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect();
+    assert!(files.len() >= 3 && files.iter().all(|&len| len == 2000), "{files:?}");
+    assert!(
+        !root.join("async/index").exists() || fs::read_dir(root.join("async/index")).unwrap().next().is_none(),
+        "the index was off"
+    );
+
+    // A misspelt key: exit 1, the key and its line named; bench refuses the file as a usage error.
+    fs::write(&file, "dir = \"/d\"\n\n[flush]\nmdoe = \"sync\"\n").unwrap();
+    let out = mqstore(&["config", "--check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("line 4") && err.contains("mdoe"), "{err}");
+    let out = mqstore(&["bench", "--config", file.to_str().unwrap(), "--messages", "10"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("mdoe"), "{}", stderr(&out));
+}

@@ -2354,6 +2354,20 @@ fn found_seeds(base: &BaseStore) -> Vec<(&'static str, RecoverInput)> {
             ]),
         ),
         (
+            // After a crash with no checkpoint, queue fuzz/1 held garbage units past its last record
+            // (offset 19), one of them pointing at a damaged record of the queue earlier in the log.
+            // Recovery kept the tail for that unit; a read's repair, anchored on unit 19, blanked it, and
+            // the next open dropped the blanks: max offset 27, then 20. A damaged record before the
+            // queue's last record cannot hold a later queue offset. (Found by a 10-minute run of
+            // recover_store, 2026-12-07.)
+            "found-damaged-record-before-the-last-one-past-the-tail",
+            RecoverInput::decode(&[
+                3, 0, 243, 1, 0, 12, 2, 255, 0, 0, 169, 169, 169, 169, 169, 169, 169, 169, 169, 169, 3, 3, 1, 82, 82,
+                82, 82, 82, 82, 82, 82, 82, 82, 82, 1, 1, 243, 243, 243, 0, 0, 1, 118, 35, 1, 255, 255, 171, 3, 1, 1,
+                1, 5, 5, 1, 29, 5, 109, 6, 35,
+            ]),
+        ),
+        (
             // A queue with no record in the log (fuzz/2, made from garbage) whose unit 1 starts
             // below the log's first segment and, by its size, ends far past the log's end. A read
             // judged it a record retention removed and kept it, blanking the garbage after it;

@@ -7,6 +7,7 @@
 //! mqstore stat DIR [--json]
 //! mqstore dump DIR (--topic T --queue Q [--offset O] [--count N] | --commit-log-offset X)
 //! mqstore repair DIR [--dry-run] [--segment-size BYTES]
+//! mqstore config (--default [--dir DIR] | --check FILE)
 //! ```
 //!
 //! - `bench` measures append throughput and latency and sequential read throughput for each flush
@@ -18,6 +19,9 @@
 //! - `repair` makes a store that `open` refuses (a stray file among the segments, a segment cut
 //!   short, a hole) openable again: it moves files aside into `lost+found/`, pads or cuts
 //!   segments, rebuilds the derived files, and prints what it did and what was lost.
+//! - `config --default` writes the full default configuration file (every key, its default and
+//!   a comment); `config --check FILE` reads one as `StoreConfig::from_toml_file` does and
+//!   prints every setting it makes, or the error naming the key and the line.
 //!
 //! Exit codes: 0 success; 1 the command ran and found a failure (a put that failed, a record
 //! that does not decode or verify, a file that cannot be read); 2 usage error (bad flags, a
@@ -25,6 +29,8 @@
 
 #[path = "mqstore/bench.rs"]
 mod bench;
+#[path = "mqstore/config.rs"]
+mod config;
 #[path = "mqstore/dump.rs"]
 mod dump;
 #[path = "mqstore/files.rs"]
@@ -63,6 +69,8 @@ enum Command {
     /// Make a store that open refuses openable again: files aside into lost+found/, segments
     /// padded or cut, derived files rebuilt; prints what was done and what was lost.
     Repair(repair::RepairArgs),
+    /// Write the full default configuration file, or check one and print what it sets.
+    Config(config::ConfigArgs),
 }
 
 /// Why a command failed, and with which exit code.
@@ -137,6 +145,7 @@ fn main() -> ExitCode {
         Command::Stat(args) => stat::run(args),
         Command::Dump(args) => dump::run(args),
         Command::Repair(args) => repair::run(args),
+        Command::Config(args) => config::run(args),
     };
     // Output may go to a closed pipe (`| head`): do not panic over it.
     let _ = std::io::stdout().flush();

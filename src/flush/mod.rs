@@ -159,6 +159,14 @@ pub struct BufferedFlush {
     pub flush: AsyncFlush,
 }
 
+/// The settings of a built-in policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum BuiltIn {
+    Sync(SyncFlush),
+    Async(AsyncFlush),
+    Buffered(BufferedFlush),
+}
+
 #[derive(Clone)]
 enum Kind {
     Sync(SyncFlush),
@@ -265,6 +273,26 @@ impl FlushPolicy {
             _ => {}
         }
         self
+    }
+
+    /// The built-in policy's settings; `None` for a custom one (a configuration file cannot
+    /// name it).
+    pub(crate) fn settings(&self) -> Option<BuiltIn> {
+        match &self.0 {
+            Kind::Sync(s) => Some(BuiltIn::Sync(*s)),
+            Kind::Async(a) => Some(BuiltIn::Async(*a)),
+            Kind::Buffered(b) => Some(BuiltIn::Buffered(*b)),
+            Kind::Custom(_) => None,
+        }
+    }
+
+    /// The built-in policy with these settings.
+    pub(crate) fn from_settings(settings: BuiltIn) -> Self {
+        FlushPolicy(match settings {
+            BuiltIn::Sync(s) => Kind::Sync(s),
+            BuiltIn::Async(a) => Kind::Async(a),
+            BuiltIn::Buffered(b) => Kind::Buffered(b),
+        })
     }
 
     /// The write-buffer pool the policy needs.

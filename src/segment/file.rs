@@ -569,6 +569,6 @@ mod tests {
         drop(writer);
         let mut segment = std::sync::Arc::into_inner(segment).unwrap();
         assert!(segment.write_zeros(&|| false).is_err());
-        assert_eq!(segment.read(0, 6).unwrap().as_ref(), b"record");
+        assert_eq!(&segment.read(0, 6).unwrap()[..], b"record");
     }
 }

@@ -54,6 +54,12 @@ pub struct BenchArgs {
     /// per mode, removed afterwards.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Start each store from this configuration file (`mqstore config --default` writes one);
+    /// the bench's own settings (flush mode, segment size, warm-up, zero fill, and retention
+    /// with --steady, the role with --replicate) are applied on top, and its directory is the
+    /// bench's.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Flush policy to measure; `all` runs every policy available.
     #[arg(long, value_enum, default_value_t = FlushArg::All)]
     pub flush: FlushArg,
@@ -231,6 +237,18 @@ struct Plan {
     steady: Option<u64>,
     /// `None`: a temporary directory.
     dir: Option<PathBuf>,
+    /// The configuration file's settings (`--config`), under the bench's own.
+    base: Option<StoreConfig>,
+}
+
+impl Plan {
+    /// The store configuration the plan starts from, for the store in `dir`.
+    fn base_config(&self, dir: &Path) -> StoreConfig {
+        match &self.base {
+            Some(c) => c.clone().store_dir(dir),
+            None => StoreConfig::new(dir),
+        }
+    }
 }
 
 impl Plan {
@@ -472,6 +490,10 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
         .into_iter()
         .flat_map(|m| replicate.iter().map(move |r| (m, *r)))
         .flat_map(|(m, r)| steady.iter().map(move |st| (m, r, *st)));
+    let base = match &args.config {
+        Some(path) => Some(StoreConfig::from_toml_file(path).map_err(|e| Failure::usage(e.to_string()))?),
+        None => None,
+    };
     for (mode, replicate, steady) in runs {
         let mut policy = mode.policy();
         if let Some(n) = args.write_buffers {
@@ -514,6 +536,7 @@ fn plan(args: &BenchArgs) -> Result<Vec<Plan>, Failure> {
             replicate,
             steady,
             dir,
+            base: base.clone(),
         });
     }
     Ok(plans)
@@ -616,7 +639,8 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
             path
         }
     };
-    let mut config = StoreConfig::new(&dir)
+    let mut config = plan
+        .base_config(&dir)
         .flush_policy(plan.policy.clone())
         .commit_log_segment_size(plan.segment_size)
         .warm_up_segments(plan.warm_up);
@@ -930,7 +954,8 @@ fn open_slave(
         check_fresh(&d)?;
         (d, None)
     };
-    let mut config = StoreConfig::new(&dir)
+    let mut config = plan
+        .base_config(&dir)
         .flush_policy(plan.policy.clone())
         .commit_log_segment_size(plan.segment_size)
         .warm_up_segments(plan.warm_up)
