@@ -17,7 +17,54 @@ use std::fmt;
 use std::iter::FusedIterator;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::error::{Error, Result};
+/// Why a record or its properties cannot be encoded. The crate's [`Error`](crate::Error) has a
+/// variant of the same name and shape for each (`From` converts), so a put reports them as
+/// the store's own errors.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The topic is empty or too long for the record format.
+    #[error("invalid topic {topic:?}: {reason}")]
+    InvalidTopic {
+        /// The rejected name (lossy, for display).
+        topic: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// The queue id does not fit the on-disk field.
+    #[error("queue id {queue_id} out of range: at most {max} queues per topic")]
+    QueueIdOutOfRange {
+        /// The rejected queue id.
+        queue_id: u32,
+        /// The largest the format holds, plus one.
+        max: u32,
+    },
+    /// A property key or value is not representable in RocketMQ's property encoding.
+    #[error("invalid property {key:?}: {reason}")]
+    InvalidProperty {
+        /// The property's key.
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// The encoded properties exceed what the format holds.
+    #[error("properties of {size} bytes exceed the maximum of {max} bytes")]
+    PropertiesTooLarge {
+        /// Encoded properties length.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The record would exceed what the format's size field holds.
+    #[error("message body of {size} bytes exceeds the maximum of {max} bytes")]
+    MessageTooLarge {
+        /// Body length.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+type Result<T, E = EncodeError> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod golden_tests;
@@ -161,7 +208,7 @@ fn crc32(data: &[u8]) -> u32 {
 /// cost bytes. On error `out` is restored to its length on entry.
 ///
 /// # Errors
-/// [`Error::InvalidProperty`] if a key is empty or is [`CRC_PROPERTY_KEY`] (the store writes that
+/// [`EncodeError::InvalidProperty`] if a key is empty or is [`CRC_PROPERTY_KEY`] (the store writes that
 /// one itself), or if a key or value contains [`NAME_VALUE_SEPARATOR`] or [`PROPERTY_SEPARATOR`].
 pub fn encode_properties<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) -> Result<()> {
     encode_properties_with_keys(pairs, &[], out)
@@ -178,7 +225,7 @@ pub fn encode_properties_with_keys<'a>(
     for (key, value) in pairs {
         if let Err(reason) = check_property(key, value) {
             out.truncate(start);
-            return Err(Error::InvalidProperty {
+            return Err(EncodeError::InvalidProperty {
                 key: display_prefix(key),
                 reason,
             });
@@ -197,7 +244,7 @@ pub fn encode_properties_with_keys<'a>(
         for (i, k) in keys.iter().enumerate() {
             if let Err(reason) = check_property(PROPERTY_KEYS, k) {
                 out.truncate(start);
-                return Err(Error::InvalidProperty {
+                return Err(EncodeError::InvalidProperty {
                     key: PROPERTY_KEYS.into(),
                     reason,
                 });
@@ -393,12 +440,12 @@ impl EncodedRecord {
     /// Encodes `spec` into a fresh buffer.
     ///
     /// # Errors
-    /// - [`Error::InvalidTopic`]: the topic is empty or longer than [`MAX_ENCODED_TOPIC_LEN`] bytes;
-    /// - [`Error::QueueIdOutOfRange`]: the queue id does not fit the on-disk `i32`;
-    /// - [`Error::InvalidProperty`]: the properties are not valid UTF-8;
-    /// - [`Error::PropertiesTooLarge`]: the properties with the CRC property exceed
+    /// - [`EncodeError::InvalidTopic`]: the topic is empty or longer than [`MAX_ENCODED_TOPIC_LEN`] bytes;
+    /// - [`EncodeError::QueueIdOutOfRange`]: the queue id does not fit the on-disk `i32`;
+    /// - [`EncodeError::InvalidProperty`]: the properties are not valid UTF-8;
+    /// - [`EncodeError::PropertiesTooLarge`]: the properties with the CRC property exceed
     ///   [`MAX_PROPERTIES_LEN`];
-    /// - [`Error::MessageTooLarge`]: the record would exceed `i32::MAX` bytes.
+    /// - [`EncodeError::MessageTooLarge`]: the record would exceed `i32::MAX` bytes.
     pub fn encode(spec: &RecordSpec<'_>) -> Result<EncodedRecord> {
         Self::encode_into(spec, Vec::new())
     }
@@ -411,24 +458,24 @@ impl EncodedRecord {
     pub fn encode_into(spec: &RecordSpec<'_>, mut buf: Vec<u8>) -> Result<EncodedRecord> {
         let topic = spec.topic.as_bytes();
         if topic.is_empty() {
-            return Err(Error::InvalidTopic {
+            return Err(EncodeError::InvalidTopic {
                 topic: String::new(),
                 reason: "empty",
             });
         }
         if topic.len() > MAX_ENCODED_TOPIC_LEN {
-            return Err(Error::InvalidTopic {
+            return Err(EncodeError::InvalidTopic {
                 topic: display_prefix(spec.topic),
                 reason: "longer than 32767 bytes",
             });
         }
-        let queue_id = i32::try_from(spec.queue_id).map_err(|_| Error::QueueIdOutOfRange {
+        let queue_id = i32::try_from(spec.queue_id).map_err(|_| EncodeError::QueueIdOutOfRange {
             queue_id: spec.queue_id,
             max: 1 << 31,
         })?;
         let props = spec.properties;
         if std::str::from_utf8(props).is_err() {
-            return Err(Error::InvalidProperty {
+            return Err(EncodeError::InvalidProperty {
                 key: String::new(),
                 reason: "encoded properties are not valid UTF-8",
             });
@@ -436,7 +483,7 @@ impl EncodedRecord {
         let needs_separator = props.last().is_some_and(|&b| b != PROPERTY_SEPARATOR);
         let props_len = props.len() + usize::from(needs_separator) + CRC_PROPERTY_LEN;
         if props_len > MAX_PROPERTIES_LEN {
-            return Err(Error::PropertiesTooLarge {
+            return Err(EncodeError::PropertiesTooLarge {
                 size: props_len,
                 max: MAX_PROPERTIES_LEN,
             });
@@ -454,7 +501,7 @@ impl EncodedRecord {
         let without_body = layout.fixed_len(v2) + topic.len() + props_len;
         let max_body = i32::MAX as usize - without_body;
         if spec.body.len() > max_body {
-            return Err(Error::MessageTooLarge {
+            return Err(EncodeError::MessageTooLarge {
                 size: spec.body.len(),
                 max: max_body,
             });

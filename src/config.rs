@@ -19,8 +19,7 @@ pub const DEFAULT_CONSUME_QUEUE_UNITS: u64 = 300_000;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 << 20;
 /// Queues per topic accepted by default.
 pub const DEFAULT_MAX_QUEUES_PER_TOPIC: u32 = 1024;
-/// Longest topic name, in bytes (RocketMQ's `maxTopicLength`).
-pub const MAX_TOPIC_LEN: usize = 127;
+pub use crate::message::MAX_TOPIC_LEN;
 
 /// Everything [`MessageStore::open`](crate::MessageStore::open) needs. Only the directory is
 /// required; every other field has RocketMQ's default unless noted.

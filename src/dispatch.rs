@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::codec::RecordView;
 use crate::codec::{self, Verify};
 use crate::commit_log::{CommitLog, Entry};
 use crate::consume_queue::{ConsumeQueue, CqUnit, QueueTable, UnitPut};
 use crate::error::Result;
+use crate::flush::FlushTarget;
 use crate::index::IndexService;
 use crate::message::validate_topic;
 use crate::segment::Backend;
@@ -473,4 +475,38 @@ fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, targets: Targets
             stalled_at = None;
         }
     }
+}
+
+/// Makes the consume queues durable up to what is dispatched now and records, with the log's
+/// durable offset, where the next recovery may start. Reads the dispatch point before flushing,
+/// so the checkpoint never claims more than is on disk.
+pub(crate) fn write_checkpoint<B: Backend>(
+    log: &CommitLog<B>,
+    queues: &QueueTable<B>,
+    index: Option<&IndexService<B>>,
+    dispatch: &DispatchShared,
+    checkpoint: &CheckpointFile,
+) -> Result<()> {
+    let dispatched = dispatch.dispatched();
+    let dispatched_ts = dispatch.dispatched_timestamp();
+    queues.flush_all(0)?;
+    queues.save_registry(false)?;
+    let last = checkpoint.last();
+    let log_flushed = log.flushed_offset();
+    let index_mark = match index {
+        Some(index) if index.mark() != last.index => index.flush_below(log_flushed)?,
+        _ => last.index,
+    };
+    if last.dispatched == dispatched && last.log_flushed == log_flushed && last.index == index_mark && last.seq > 0 {
+        return Ok(());
+    }
+    checkpoint.write(Checkpoint {
+        physic_msg_timestamp: log.flushed_timestamp() as i64,
+        logics_msg_timestamp: dispatched_ts as i64,
+        log_flushed,
+        dispatched,
+        index: index_mark,
+        ..Default::default()
+    })?;
+    Ok(())
 }

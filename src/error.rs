@@ -7,7 +7,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::codec::DecodeError;
+use crate::codec::{DecodeError, EncodeError};
 
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -238,5 +238,18 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: &std::path::Path) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+impl From<EncodeError> for Error {
+    /// The codec's refusal as the store's error of the same name.
+    fn from(e: EncodeError) -> Self {
+        match e {
+            EncodeError::InvalidTopic { topic, reason } => Error::InvalidTopic { topic, reason },
+            EncodeError::QueueIdOutOfRange { queue_id, max } => Error::QueueIdOutOfRange { queue_id, max },
+            EncodeError::InvalidProperty { key, reason } => Error::InvalidProperty { key, reason },
+            EncodeError::PropertiesTooLarge { size, max } => Error::PropertiesTooLarge { size, max },
+            EncodeError::MessageTooLarge { size, max } => Error::MessageTooLarge { size, max },
+        }
     }
 }

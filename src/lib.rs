@@ -63,10 +63,10 @@ pub use config::StoreConfig;
 pub use consumer_offset::{CommitStatus, GroupOffset};
 pub use error::{Error, Result};
 pub use flush::FlushPolicy;
-pub use message::{GetResult, GetStatus, Message, PendingPut, PutResult, PutStatus, StoredMessage, TagFilter};
+pub use message::{GetResult, GetStatus, Message, PutResult, PutStatus, StoredMessage, TagFilter};
 pub use retention::{DiskUsage, RetentionConfig, RetentionPass};
 pub use stats::{LatencyHistogram, StoreStats};
-pub use store::MessageStore;
+pub use store::{MessageStore, PendingPut};
 pub use unique_key::{UniqueKey, decode_offset_msg_id};
 
 /// The README's examples, compiled and run as doc tests.

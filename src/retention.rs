@@ -35,10 +35,10 @@ use crate::clock::now_millis;
 use crate::commit_log::CommitLog;
 use crate::consume_queue::QueueTable;
 use crate::dispatch::DispatchShared;
+use crate::dispatch::write_checkpoint;
 use crate::error::{Error, Result};
 use crate::index::IndexService;
 use crate::segment::Backend;
-use crate::store::write_checkpoint;
 
 /// A probe of disk usage: given the store's directory, the used ratio (0.0-1.0).
 pub type UsageProbe = Arc<dyn Fn(&Path) -> io::Result<f64> + Send + Sync>;

@@ -19,17 +19,14 @@ use crate::config::StoreConfig;
 use crate::consume_queue::registry::Registry;
 use crate::consume_queue::{ConsumeQueue, QueueTable, UNIT_SIZE};
 use crate::consumer_offset::ConsumerOffsets;
-use crate::dispatch::{DispatchShared, Dispatcher};
+use crate::dispatch::{Dispatcher, write_checkpoint};
 use crate::error::{Error, IoContext, Result};
 use crate::files::{open_or_create, sync_dir};
 use crate::flush::{FlushTarget, Flusher, Pending};
 use crate::index::file::Layout;
 use crate::index::{INDEX_DIR, IndexMark, IndexService};
 use crate::message::MessageSource;
-use crate::message::{
-    GetResult, GetStatus, Message, PendingPut, PutResult, PutStatus, StoredMessage, TagFilter, combined_status,
-    validate_topic,
-};
+use crate::message::{GetResult, GetStatus, Message, PutResult, PutStatus, StoredMessage, TagFilter, validate_topic};
 use crate::meta::{FORMAT_VERSION, Meta};
 use crate::recovery::{RecoveryReport, recover};
 use crate::retention::{Retention, RetentionPass};
@@ -45,8 +42,12 @@ pub use crate::layout::{ABORT_FILE, COMMIT_LOG_DIR, CONSUME_QUEUE_DIR, LOCK_FILE
 
 mod heal;
 mod offsets;
+mod put;
 mod query;
 mod replica;
+
+pub use put::PendingPut;
+use put::combined_status;
 
 /// How long a `get` waits for a message that was put but not yet dispatched.
 const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(1);
@@ -506,7 +507,7 @@ impl<B: Backend> MessageStore<B> {
                 body: &msg.body,
                 properties: &props,
             };
-            EncodedRecord::encode_into(&spec, buf).map(|r| (r, unique))
+            Ok((EncodedRecord::encode_into(&spec, buf)?, unique))
         })
     }
 
@@ -1106,38 +1107,4 @@ impl<B: Backend> Drop for MessageStore<B> {
             tracing::error!(error = %e, "closing the store on drop failed");
         }
     }
-}
-
-/// Makes the consume queues durable up to what is dispatched now and records, with the log's
-/// durable offset, where the next recovery may start. Reads the dispatch point before flushing,
-/// so the checkpoint never claims more than is on disk.
-pub(crate) fn write_checkpoint<B: Backend>(
-    log: &CommitLog<B>,
-    queues: &QueueTable<B>,
-    index: Option<&IndexService<B>>,
-    dispatch: &DispatchShared,
-    checkpoint: &CheckpointFile,
-) -> Result<()> {
-    let dispatched = dispatch.dispatched();
-    let dispatched_ts = dispatch.dispatched_timestamp();
-    queues.flush_all(0)?;
-    queues.save_registry(false)?;
-    let last = checkpoint.last();
-    let log_flushed = log.flushed_offset();
-    let index_mark = match index {
-        Some(index) if index.mark() != last.index => index.flush_below(log_flushed)?,
-        _ => last.index,
-    };
-    if last.dispatched == dispatched && last.log_flushed == log_flushed && last.index == index_mark && last.seq > 0 {
-        return Ok(());
-    }
-    checkpoint.write(Checkpoint {
-        physic_msg_timestamp: log.flushed_timestamp() as i64,
-        logics_msg_timestamp: dispatched_ts as i64,
-        log_flushed,
-        dispatched,
-        index: index_mark,
-        ..Default::default()
-    })?;
-    Ok(())
 }

@@ -584,7 +584,7 @@ fn longest_topic_is_accepted_and_one_more_byte_is_not() {
         .spec(),
     )
     .unwrap_err();
-    assert!(matches!(err, Error::InvalidTopic { .. }), "{err}");
+    assert!(matches!(err, EncodeError::InvalidTopic { .. }), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -793,7 +793,7 @@ fn encode_properties_rules() {
     ] {
         let mut out = b"prefix".to_vec();
         let err = encode_properties([("ok", "fine"), (key, value)], &mut out).unwrap_err();
-        assert!(matches!(err, Error::InvalidProperty { .. }), "{err}");
+        assert!(matches!(err, EncodeError::InvalidProperty { .. }), "{err}");
         assert_eq!(out, b"prefix", "restored after an error");
     }
 }
@@ -821,7 +821,7 @@ fn properties_limit_counts_the_crc_property() {
     assert!(
         matches!(
             err,
-            Error::PropertiesTooLarge {
+            EncodeError::PropertiesTooLarge {
                 size: 32768,
                 max: 32767
             }
@@ -835,12 +835,15 @@ fn encoder_rejects_what_the_format_cannot_hold() {
     let base = Hand::default();
     let mut spec = base.spec();
     spec.topic = "";
-    assert!(matches!(EncodedRecord::encode(&spec), Err(Error::InvalidTopic { .. })));
+    assert!(matches!(
+        EncodedRecord::encode(&spec),
+        Err(EncodeError::InvalidTopic { .. })
+    ));
     let mut spec = base.spec();
     spec.queue_id = 1 << 31;
     assert!(matches!(
         EncodedRecord::encode(&spec),
-        Err(Error::QueueIdOutOfRange { .. })
+        Err(EncodeError::QueueIdOutOfRange { .. })
     ));
     let mut spec = base.spec();
     spec.queue_id = i32::MAX as u32;
@@ -849,7 +852,7 @@ fn encoder_rejects_what_the_format_cannot_hold() {
     spec.properties = b"k\x01\xFF\x02";
     assert!(matches!(
         EncodedRecord::encode(&spec),
-        Err(Error::InvalidProperty { .. })
+        Err(EncodeError::InvalidProperty { .. })
     ));
 }
 

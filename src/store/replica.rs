@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::{MessageStore, write_checkpoint};
+use super::MessageStore;
 use crate::checkpoint::CheckpointFile;
 use crate::codec::Verify;
 use crate::commit_log::CommitLog;
 use crate::consume_queue::QueueTable;
 use crate::dispatch::DispatchShared;
+use crate::dispatch::write_checkpoint;
 use crate::error::{Error, Result};
 use crate::flush::{Completion, FlushOutcome, FlushTarget, Flusher, Pending};
 use crate::index::IndexService;
