@@ -196,6 +196,95 @@ pub struct StoreStats {
     pub segments_recycled: u64,
 }
 
+/// The metric names [`StoreStats::publish_metrics`] writes, with what each is. Counters count
+/// since the store opened; gauges are the value at the snapshot.
+pub const METRICS: &[(&str, &str)] = &[
+    ("mqstore_puts_total", "counter: messages appended"),
+    ("mqstore_put_bytes_total", "counter: bytes of their records"),
+    ("mqstore_gets_total", "counter: get calls"),
+    ("mqstore_got_messages_total", "counter: messages gets returned"),
+    ("mqstore_got_bytes_total", "counter: bytes of those records"),
+    (
+        "mqstore_segments_recycled_total",
+        "counter: commit-log segments reused from the recycle bin",
+    ),
+    (
+        "mqstore_put_latency_seconds",
+        "gauge, label quantile (0.5, 0.99, 0.999, 1): put latency since open",
+    ),
+    ("mqstore_commit_log_min_offset", "gauge: the commit log's first offset"),
+    ("mqstore_commit_log_max_offset", "gauge: one past its last byte"),
+    (
+        "mqstore_dispatch_lag_bytes",
+        "gauge: appended, not yet in the consume queues and index",
+    ),
+    ("mqstore_flush_lag_bytes", "gauge: appended, not yet flushed"),
+    (
+        "mqstore_flush_lag_seconds",
+        "gauge: newest append minus newest durable record",
+    ),
+    ("mqstore_commit_log_segments", "gauge: commit-log segment files"),
+    ("mqstore_consume_queues", "gauge: consume queues"),
+    ("mqstore_consume_queue_segments", "gauge: their files"),
+    ("mqstore_recycle_bin_segments", "gauge: segments waiting for reuse"),
+    (
+        "mqstore_disk_usage_ratio",
+        "gauge: disk usage as retention measures it (absent if the probe failed)",
+    ),
+    (
+        "mqstore_disk_usage_retention_ratio",
+        "gauge: usage above which expired segments go at any hour",
+    ),
+    (
+        "mqstore_disk_usage_forced_ratio",
+        "gauge: usage above which segments go whatever their age",
+    ),
+    (
+        "mqstore_retention_last_pass_segments_deleted",
+        "gauge: segments the last retention pass deleted",
+    ),
+    ("mqstore_retention_last_pass_bytes_deleted", "gauge: bytes it deleted"),
+];
+
+impl StoreStats {
+    /// Writes the snapshot to the [`metrics`] facade under the names of [`METRICS`], so a
+    /// broker's exporter (Prometheus, StatsD...) shows them. Call it on the broker's own
+    /// interval, e.g. with each scrape; without an installed recorder it does nothing. The put
+    /// path never touches the facade: it keeps its counters lock-free and this publishes them.
+    pub fn publish_metrics(&self) {
+        use metrics::{counter, gauge};
+        counter!("mqstore_puts_total").absolute(self.puts);
+        counter!("mqstore_put_bytes_total").absolute(self.put_bytes);
+        counter!("mqstore_gets_total").absolute(self.gets);
+        counter!("mqstore_got_messages_total").absolute(self.got_messages);
+        counter!("mqstore_got_bytes_total").absolute(self.got_bytes);
+        counter!("mqstore_segments_recycled_total").absolute(self.segments_recycled);
+        for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999), ("1", 1.0)] {
+            if let Some(d) = self.put_latency.quantile(q) {
+                gauge!("mqstore_put_latency_seconds", "quantile" => label).set(d.as_secs_f64());
+            }
+        }
+        gauge!("mqstore_commit_log_min_offset").set(self.min_commit_log_offset as f64);
+        gauge!("mqstore_commit_log_max_offset").set(self.max_commit_log_offset as f64);
+        gauge!("mqstore_dispatch_lag_bytes").set(self.dispatch_lag_bytes as f64);
+        gauge!("mqstore_flush_lag_bytes").set(self.flush_lag_bytes as f64);
+        gauge!("mqstore_flush_lag_seconds").set(self.flush_lag_ms as f64 / 1000.0);
+        gauge!("mqstore_commit_log_segments").set(self.commit_log_segments as f64);
+        gauge!("mqstore_consume_queues").set(self.consume_queues as f64);
+        gauge!("mqstore_consume_queue_segments").set(self.consume_queue_segments as f64);
+        gauge!("mqstore_recycle_bin_segments").set(self.segments_in_recycle_bin as f64);
+        if let Some(usage) = self.disk_usage {
+            gauge!("mqstore_disk_usage_ratio").set(usage);
+        }
+        gauge!("mqstore_disk_usage_retention_ratio").set(self.disk_usage_retention_ratio);
+        gauge!("mqstore_disk_usage_forced_ratio").set(self.disk_usage_forced_ratio);
+        if let Some(pass) = &self.last_retention {
+            gauge!("mqstore_retention_last_pass_segments_deleted").set(pass.segments_deleted as f64);
+            gauge!("mqstore_retention_last_pass_bytes_deleted").set(pass.bytes_deleted as f64);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -564,5 +564,17 @@ fn a_small_file_system_fills_and_retention_makes_room() {
         assert_eq!(g.status, GetStatus::Found);
         g.messages.iter().for_each(check_message);
     }
-    store.close().unwrap();
+    // The file system is as full as the puts left it: the registry or the checkpoint written at
+    // close may find no room (seen about once in four loaded runs). Close then says so and keeps
+    // the abort marker, so the next open recovers; any other error is a failure.
+    match store.close() {
+        Ok(()) => assert!(!dir.path().join("abort").exists()),
+        Err(mqstore::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::StorageFull => {
+            assert!(
+                dir.path().join("abort").exists(),
+                "a failed close must keep the abort marker"
+            );
+        }
+        Err(e) => panic!("{e:?}"),
+    }
 }

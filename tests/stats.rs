@@ -132,3 +132,65 @@ fn snapshots_while_producers_run() {
     );
     store.close().unwrap();
 }
+
+#[test]
+fn publishes_the_snapshot_to_the_metrics_facade() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap();
+    let mut bytes = 0u64;
+    for i in 0..40u64 {
+        let r = store
+            .put(Message::new("metrics", (i % 2) as u32, vec![7u8; 50 + i as usize]))
+            .unwrap();
+        bytes += u64::from(r.wrote_bytes);
+    }
+    assert!(store.wait_dispatched(Duration::from_secs(10)));
+    let got = store.get("metrics", 0, 0, 100).unwrap();
+    assert_eq!(got.messages.len(), 20);
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || store.publish_metrics());
+    let published: std::collections::HashMap<String, DebugValue> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let k = key.key();
+            let labels: Vec<String> = k.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            (format!("{}{:?}", k.name(), labels), value)
+        })
+        .collect();
+    let counter = |name: &str| match published.get(&format!("{name}[]")) {
+        Some(DebugValue::Counter(v)) => *v,
+        other => panic!("{name}: {other:?} in {published:?}"),
+    };
+    let gauge = |name: &str| match published.get(name) {
+        Some(DebugValue::Gauge(v)) => v.0,
+        other => panic!("{name}: {other:?} in {published:?}"),
+    };
+    assert_eq!(counter("mqstore_puts_total"), 40);
+    assert_eq!(counter("mqstore_put_bytes_total"), bytes);
+    assert_eq!(counter("mqstore_gets_total"), 1);
+    assert_eq!(counter("mqstore_got_messages_total"), 20);
+    assert_eq!(
+        gauge("mqstore_commit_log_max_offset[]"),
+        store.max_commit_log_offset() as f64
+    );
+    assert_eq!(gauge("mqstore_consume_queues[]"), 2.0);
+    assert_eq!(gauge("mqstore_dispatch_lag_bytes[]"), 0.0);
+    let p50 = gauge("mqstore_put_latency_seconds[\"quantile=0.5\"]");
+    let max = gauge("mqstore_put_latency_seconds[\"quantile=1\"]");
+    assert!(p50 > 0.0 && p50 <= max, "{p50} {max}");
+    // Every name published is documented in stats::METRICS.
+    for key in published.keys() {
+        let name = key.split('[').next().unwrap();
+        assert!(
+            mqstore::stats::METRICS.iter().any(|(m, _)| *m == name),
+            "{name} undocumented"
+        );
+    }
+    store.close().unwrap();
+}
