@@ -216,14 +216,19 @@ pub fn record_at(dir: &Path, offset: u64) -> Result<RecordDump, DumpError> {
 
 fn record_in(log: &SegmentDir, offset: u64) -> Result<RecordDump, DumpError> {
     let bytes = read_frame_bytes(log, offset).map_err(DumpError::Unreadable)?;
+    record_from(log, offset, &bytes)
+}
+
+/// The dump of `bytes`, the frame read at `offset`.
+fn record_from(log: &SegmentDir, offset: u64, bytes: &[u8]) -> Result<RecordDump, DumpError> {
     let Some(seg) = log.find(offset) else {
         return Err(DumpError::Unreadable(format!(
             "no commit-log segment holds offset {offset}"
         )));
     };
-    let content = match codec::decode(&bytes, Verify::Framing) {
+    let content = match codec::decode(bytes, Verify::Framing) {
         Ok(Frame::Record(view)) => {
-            RecordContent::Record(Box::new(RecordFields::of(&view, &CrcCheck::of(&bytes, &view))))
+            RecordContent::Record(Box::new(RecordFields::of(&view, &CrcCheck::of(bytes, &view))))
         }
         Ok(Frame::Blank { len }) => RecordContent::Filler { len, next: seg.end() },
         Err(e) => {
@@ -646,7 +651,7 @@ pub fn by_key(dir: &Path, topic: &str, key: &str, count: u64) -> Result<KeyDump,
             };
             let matches = matches!(codec::decode(&bytes, Verify::Framing),
                 Ok(Frame::Record(v)) if v.topic == topic && crate::index::has_key(v.properties, key));
-            if matches && let Ok(record) = record_in(&log, offset) {
+            if matches && let Ok(record) = record_from(&log, offset, &bytes) {
                 dump.records.push(record);
             }
         }
