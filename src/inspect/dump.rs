@@ -600,8 +600,10 @@ pub struct KeyDump {
     pub topic: String,
     /// The key (or unique key).
     pub key: String,
-    /// The index directory, when it could be read.
-    pub index_dir: Option<PathBuf>,
+    /// The index directory looked in.
+    pub index_dir: PathBuf,
+    /// Whether it could be read (no index directory: the store keeps no index, or lost it).
+    pub index_present: bool,
     /// The records found, newest first, each confirmed on its topic and keys.
     pub records: Vec<RecordDump>,
 }
@@ -610,18 +612,18 @@ pub struct KeyDump {
 /// candidate the hash chains name is read and kept only if its topic and keys match.
 pub fn by_key(dir: &Path, topic: &str, key: &str, count: u64) -> Result<KeyDump, DumpError> {
     let log = list_log(dir)?;
-    let index_dir = dir.join(INDEX_DIR);
     let mut dump = KeyDump {
         topic: topic.to_string(),
         key: key.to_string(),
-        index_dir: None,
+        index_dir: dir.join(INDEX_DIR),
+        index_present: false,
         records: Vec::new(),
     };
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&index_dir) {
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dump.index_dir) {
         Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
         Err(_) => return Ok(dump),
     };
-    dump.index_dir = Some(index_dir);
+    dump.index_present = true;
     paths.sort();
     // Files written with another layout than the default are read with the one meta names.
     let configured = Meta::read(dir)
@@ -668,6 +670,9 @@ impl KeyDump {
 
 impl fmt::Display for KeyDump {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.index_present {
+            return writeln!(f, "no index files in {}", self.index_dir.display());
+        }
         for r in &self.records {
             write!(f, "{r}")?;
         }

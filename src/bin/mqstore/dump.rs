@@ -67,13 +67,6 @@ pub fn run(args: DumpArgs) -> Result<Outcome, Failure> {
         }
         (None, Some(topic), _, Some(key)) => {
             let found = dump::by_key(dir, &topic, &key, count);
-            if let Ok(found) = &found
-                && found.index_dir.is_none()
-                && !args.json
-            {
-                println!("no index files in {}", dir.join(mqstore::layout::INDEX_DIR).display());
-                return Ok(Outcome::Success);
-            }
             let sound = found.as_ref().is_ok_and(dump::KeyDump::is_sound);
             print(found, sound, args.json)
         }
