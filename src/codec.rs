@@ -327,7 +327,7 @@ pub fn properties(blob: &str) -> PropertyIter<'_> {
 /// Everything an encoder needs to know about a message.
 ///
 /// The queue offset, physical offset and store timestamp are not here: the store assigns them
-/// under its append lock and writes them with [`EncodedRecord::seal`].
+/// under its append lock and writes them with the record ([`RecordPlan::write`]).
 #[derive(Clone, Copy, Debug)]
 pub struct RecordSpec<'a> {
     /// Topic; 1 to [`MAX_ENCODED_TOPIC_LEN`] bytes.
@@ -405,39 +405,28 @@ const fn topic_length_width(v2: bool) -> usize {
     if v2 { 2 } else { 1 }
 }
 
-/// A record encoded outside the append lock, waiting for [`seal`](Self::seal).
+/// A message checked and measured for the log: everything about its record but the three
+/// values the append assigns. The store reserves [`len`](Self::len) bytes of a segment under its
+/// append lock and, outside it, [`write`](Self::write)s the record straight into them: one copy
+/// of the body and one CRC pass, the least an append with a whole-record CRC can cost.
 ///
 /// V2 is chosen when the topic is longer than [`MAX_V1_TOPIC_LEN`] bytes. The record always ends
 /// with the whole-record CRC property (20 bytes), preceded by one `0x02` when the caller's
 /// properties are non-empty and do not already end in `0x02`, as RocketMQ writes it.
-#[derive(Clone)]
-pub struct EncodedRecord {
-    buf: Vec<u8>,
-    store_timestamp_pos: usize,
-    /// CRC of the bytes between the store timestamp and the CRC property: they never change after
-    /// encoding, so `seal` only has to hash the header in front of them.
-    tail_crc: u32,
-    /// Length of those bytes. Multiplying the header's CRC by x^(8 · tail length) shifts it past
-    /// the tail, which is how `seal` joins the two CRCs without rereading the tail. Encoding
-    /// leaves the multiplication's map in its thread's memo (see [`shift_known`]), so that under
-    /// the lock it is 32 independent masked XORs instead of a 32-step dependency chain.
-    tail_len: u32,
-    /// x^(8 · tail length) mod P, for a thread whose memo lacks the map.
-    tail_x8n: u32,
-    body_crc: u32,
+#[derive(Clone, Copy, Debug)]
+pub struct RecordPlan<'a> {
+    spec: RecordSpec<'a>,
+    queue_id: i32,
+    sys_flag: i32,
+    layout: Layout,
+    v2: bool,
+    needs_separator: bool,
+    props_len: usize,
+    total: usize,
 }
 
-impl fmt::Debug for EncodedRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EncodedRecord")
-            .field("len", &self.buf.len())
-            .field("body_crc", &self.body_crc)
-            .finish_non_exhaustive()
-    }
-}
-
-impl EncodedRecord {
-    /// Encodes `spec` into a fresh buffer.
+impl<'a> RecordPlan<'a> {
+    /// Checks `spec` and measures its record.
     ///
     /// # Errors
     /// - [`EncodeError::InvalidTopic`]: the topic is empty or longer than [`MAX_ENCODED_TOPIC_LEN`] bytes;
@@ -446,16 +435,7 @@ impl EncodedRecord {
     /// - [`EncodeError::PropertiesTooLarge`]: the properties with the CRC property exceed
     ///   [`MAX_PROPERTIES_LEN`];
     /// - [`EncodeError::MessageTooLarge`]: the record would exceed `i32::MAX` bytes.
-    pub fn encode(spec: &RecordSpec<'_>) -> Result<EncodedRecord> {
-        Self::encode_into(spec, Vec::new())
-    }
-
-    /// Same as [`encode`](Self::encode), reusing the allocation of `buf` (cleared first), for
-    /// example one returned by [`into_vec`](Self::into_vec).
-    ///
-    /// # Errors
-    /// As [`encode`](Self::encode).
-    pub fn encode_into(spec: &RecordSpec<'_>, mut buf: Vec<u8>) -> Result<EncodedRecord> {
+    pub fn new(spec: RecordSpec<'a>) -> Result<RecordPlan<'a>> {
         let topic = spec.topic.as_bytes();
         if topic.is_empty() {
             return Err(EncodeError::InvalidTopic {
@@ -506,48 +486,175 @@ impl EncodedRecord {
                 max: max_body,
             });
         }
-        let total = without_body + spec.body.len();
-        // The body is the only part that can be large: hash it once, for BODYCRC and for the
-        // record CRC alike.
+        Ok(RecordPlan {
+            spec,
+            queue_id,
+            sys_flag,
+            layout,
+            v2,
+            needs_separator,
+            props_len,
+            total: without_body + spec.body.len(),
+        })
+    }
+
+    /// Length of the record in bytes (its TOTALSIZE).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// Always `false`: a record has at least [`MIN_RECORD_LEN`] bytes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Writes the whole record, with the three values the append assigned and its CRC, into
+    /// `out`. Returns the body CRC as stored.
+    ///
+    /// Each value must be at most `i64::MAX` (the fields are `i64` on disk).
+    ///
+    /// # Panics
+    /// If `out` is not exactly [`len`](Self::len) bytes long: the caller reserved the space by
+    /// that length, so anything else is a bug in the caller.
+    pub fn write(&self, out: &mut [u8], queue_offset: u64, physical_offset: u64, store_timestamp: u64) -> u32 {
+        let body_hash = self.write_fields(out, queue_offset, physical_offset, store_timestamp);
+        // One pass over the record just written, still in the cache: the vectorized CRC runs
+        // at its full rate over it, where hashing the short header and tail apart and joining
+        // them to the body's CRC costs more than rehashing the body.
+        let crc_end = self.total - CRC_PROPERTY_LEN;
+        let crc = crc32(&out[..crc_end]) & CRC_MASK;
+        let digits_end = self.total - 1;
+        write_crc_digits(&mut out[digits_end - CRC_DIGITS..digits_end], crc);
+        body_hash & CRC_MASK
+    }
+
+    fn body_start(&self) -> usize {
+        self.layout.body_length() + 4
+    }
+
+    /// Writes every field, the CRC property with a zero CRC. Returns the body's CRC, unmasked.
+    fn write_fields(&self, out: &mut [u8], queue_offset: u64, physical_offset: u64, store_timestamp: u64) -> u32 {
+        assert_eq!(out.len(), self.total, "a record written into space of another size");
+        debug_assert!(
+            i64::try_from(queue_offset).is_ok()
+                && i64::try_from(physical_offset).is_ok()
+                && i64::try_from(store_timestamp).is_ok()
+        );
+        let spec = &self.spec;
         let body_hash = crc32(spec.body);
-        let body_crc = body_hash & CRC_MASK;
-
-        buf.clear();
-        buf.reserve_exact(total);
-        // Bounded by i32::MAX just above.
-        put_i32(&mut buf, total as i32);
-        put_u32(&mut buf, if v2 { MAGIC_V2 } else { MAGIC_V1 });
-        put_u32(&mut buf, body_crc);
-        put_i32(&mut buf, queue_id);
-        put_i32(&mut buf, spec.flag);
-        put_i64(&mut buf, 0); // queue offset, patched by seal
-        put_i64(&mut buf, 0); // physical offset, patched by seal
-        put_i32(&mut buf, sys_flag);
-        put_i64(&mut buf, spec.born_timestamp);
-        put_host(&mut buf, spec.born_host);
-        put_i64(&mut buf, 0); // store timestamp, patched by seal
-        put_host(&mut buf, spec.store_host);
-        put_i32(&mut buf, spec.reconsume_times);
-        put_i64(&mut buf, spec.prepared_transaction_offset);
-        put_i32(&mut buf, spec.body.len() as i32);
-        buf.extend_from_slice(spec.body);
-        if v2 {
-            buf.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+        let mut w = SliceWriter { out, at: 0 };
+        // Bounded by i32::MAX in `new`.
+        w.put(&(self.total as i32).to_be_bytes());
+        w.put(&(if self.v2 { MAGIC_V2 } else { MAGIC_V1 }).to_be_bytes());
+        w.put(&(body_hash & CRC_MASK).to_be_bytes());
+        w.put(&self.queue_id.to_be_bytes());
+        w.put(&spec.flag.to_be_bytes());
+        w.put(&queue_offset.to_be_bytes());
+        w.put(&physical_offset.to_be_bytes());
+        w.put(&self.sys_flag.to_be_bytes());
+        w.put(&spec.born_timestamp.to_be_bytes());
+        w.host(spec.born_host);
+        w.put(&store_timestamp.to_be_bytes());
+        w.host(spec.store_host);
+        w.put(&spec.reconsume_times.to_be_bytes());
+        w.put(&spec.prepared_transaction_offset.to_be_bytes());
+        w.put(&(spec.body.len() as i32).to_be_bytes());
+        w.put(spec.body);
+        let topic = spec.topic.as_bytes();
+        if self.v2 {
+            w.put(&(topic.len() as i16).to_be_bytes());
         } else {
-            buf.push(topic.len() as u8);
+            w.put(&[topic.len() as u8]);
         }
-        buf.extend_from_slice(topic);
-        buf.extend_from_slice(&(props_len as i16).to_be_bytes());
-        buf.extend_from_slice(props);
-        if needs_separator {
-            buf.push(PROPERTY_SEPARATOR);
+        w.put(topic);
+        w.put(&(self.props_len as i16).to_be_bytes());
+        w.put(spec.properties);
+        if self.needs_separator {
+            w.put(&[PROPERTY_SEPARATOR]);
         }
-        buf.extend_from_slice(&CRC_PROPERTY_TEMPLATE);
-        debug_assert_eq!(buf.len(), total);
+        w.put(&CRC_PROPERTY_TEMPLATE);
+        debug_assert_eq!(w.at, self.total);
+        body_hash
+    }
+}
 
-        let store_timestamp_pos = layout.store_timestamp();
+/// Writes fields one after another into a slice sized for them.
+struct SliceWriter<'o> {
+    out: &'o mut [u8],
+    at: usize,
+}
+
+impl SliceWriter<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    #[inline]
+    fn host(&mut self, addr: SocketAddr) {
+        match addr.ip() {
+            IpAddr::V4(ip) => self.put(&ip.octets()),
+            IpAddr::V6(ip) => self.put(&ip.octets()),
+        }
+        self.put(&i32::from(addr.port()).to_be_bytes());
+    }
+}
+
+/// A record encoded into a buffer of its own, waiting for [`seal`](Self::seal): for callers
+/// that encode before they know where the record goes (tests, tools, replay). The store itself
+/// writes each record in place with [`RecordPlan::write`].
+#[derive(Clone)]
+pub struct EncodedRecord {
+    buf: Vec<u8>,
+    store_timestamp_pos: usize,
+    /// CRC of the bytes between the store timestamp and the CRC property: they never change after
+    /// encoding, so `seal` only has to hash the header in front of them.
+    tail_crc: u32,
+    /// Length of those bytes. Multiplying the header's CRC by x^(8 · tail length) shifts it past
+    /// the tail, which is how `seal` joins the two CRCs without rereading the tail. Encoding
+    /// leaves the multiplication's map in its thread's memo (see [`shift_known`]), so that
+    /// sealing is 32 independent masked XORs instead of a 32-step dependency chain.
+    tail_len: u32,
+    /// x^(8 · tail length) mod P, for a thread whose memo lacks the map.
+    tail_x8n: u32,
+    body_crc: u32,
+}
+
+impl fmt::Debug for EncodedRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncodedRecord")
+            .field("len", &self.buf.len())
+            .field("body_crc", &self.body_crc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EncodedRecord {
+    /// Encodes `spec` into a fresh buffer.
+    ///
+    /// # Errors
+    /// As [`RecordPlan::new`].
+    pub fn encode(spec: &RecordSpec<'_>) -> Result<EncodedRecord> {
+        Self::encode_into(spec, Vec::new())
+    }
+
+    /// Same as [`encode`](Self::encode), reusing the allocation of `buf` (cleared first), for
+    /// example one returned by [`into_vec`](Self::into_vec).
+    ///
+    /// # Errors
+    /// As [`RecordPlan::new`].
+    pub fn encode_into(spec: &RecordSpec<'_>, mut buf: Vec<u8>) -> Result<EncodedRecord> {
+        let plan = RecordPlan::new(*spec)?;
+        let total = plan.len();
+        buf.clear();
+        buf.resize(total, 0);
+        let body_hash = plan.write_fields(&mut buf, 0, 0, 0);
+        let store_timestamp_pos = plan.layout.store_timestamp();
         let tail_start = store_timestamp_pos + 8;
-        let body_start = layout.body_length() + 4;
+        let body_start = plan.body_start();
         let body_end = body_start + spec.body.len();
         let crc_end = total - CRC_PROPERTY_LEN;
         let before_body = crc32(&buf[tail_start..body_start]);
@@ -561,7 +668,7 @@ impl EncodedRecord {
             tail_x8n: shift_memoized(tail_len, 0).1,
             buf,
             store_timestamp_pos,
-            body_crc,
+            body_crc: body_hash & CRC_MASK,
         })
     }
 
@@ -621,24 +728,12 @@ impl EncodedRecord {
     }
 }
 
-fn put_i32(buf: &mut Vec<u8>, v: i32) {
-    buf.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_u32(buf: &mut Vec<u8>, v: u32) {
-    buf.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_i64(buf: &mut Vec<u8>, v: i64) {
-    buf.extend_from_slice(&v.to_be_bytes());
-}
-
 fn put_host(buf: &mut Vec<u8>, addr: SocketAddr) {
     match addr.ip() {
         IpAddr::V4(ip) => buf.extend_from_slice(&ip.octets()),
         IpAddr::V6(ip) => buf.extend_from_slice(&ip.octets()),
     }
-    put_i32(buf, i32::from(addr.port()));
+    buf.extend_from_slice(&i32::from(addr.port()).to_be_bytes());
 }
 
 /// Ten ASCII digits, least significant first, as RocketMQ writes the CRC property.

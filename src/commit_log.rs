@@ -1,9 +1,10 @@
 //! The commit log: one append-only log of every topic's records, cut into segments.
 //!
-//! Appends take one lock that covers only the copy of already-encoded records: the store
-//! timestamp, queue offsets and physical offsets are patched in under it. A record (or batch)
-//! that does not fit the active segment's tail leaves an end-of-segment filler there and goes
-//! whole into the next segment.
+//! An append takes one lock only to reserve its bytes in the active segment and to assign the
+//! store timestamp, queue offsets and physical offsets; it writes each record straight into the
+//! reserved bytes outside the lock (one copy of the body, one CRC pass), and publishes them in
+//! log order (`publish.rs`). A record (or batch) that does not fit the active segment's tail
+//! leaves an end-of-segment filler there and goes whole into the next segment.
 
 use std::io;
 use std::path::Path;
@@ -13,19 +14,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use crate::allocate::Preallocator;
-use crate::codec::{self, BLANK_LEN, DecodeError, EncodedRecord, Frame, RecordView, Verify};
+use crate::codec::{self, BLANK_LEN, DecodeError, Frame, RecordPlan, RecordView, Verify};
 use crate::error::{Error, IoContext, Result};
 use crate::flush::FlushTarget;
 use crate::segment::buffer::BufferPool;
 use crate::segment::{Backend, SegmentQueue, SegmentWriter};
 use crate::segment::{SegmentRef, SizeRule};
 
+mod publish;
 mod replica;
+
+use publish::{Filling, PublishWait};
 
 /// One record on its way into the log, and where it landed.
 pub struct Appending<'a> {
-    /// The encoded record; sealed (offsets, timestamp, CRC) during the append.
-    pub record: EncodedRecord,
+    /// The record, written (with its offsets, timestamp and CRC) into the log by the append.
+    pub record: RecordPlan<'a>,
     /// The queue's offset counter; read and advanced under the append lock.
     pub queue_counter: &'a AtomicU64,
     /// Assigned commit-log offset.
@@ -38,7 +42,7 @@ pub struct Appending<'a> {
 
 impl<'a> Appending<'a> {
     /// A record to append, taking its queue offset from `queue_counter`.
-    pub fn new(record: EncodedRecord, queue_counter: &'a AtomicU64) -> Self {
+    pub fn new(record: RecordPlan<'a>, queue_counter: &'a AtomicU64) -> Self {
         Appending {
             record,
             queue_counter,
@@ -78,8 +82,12 @@ pub struct CommitLog<B: Backend> {
     /// Everything below is in the files (committed from write buffers).
     committed: AtomicU64,
     state: Mutex<AppendState<B::Storage>>,
-    /// One past the last published byte.
+    /// One past the last published byte: the log is whole below it.
     written: AtomicU64,
+    /// Producers waiting for `written` to reach their reservation.
+    publish_wait: PublishWait,
+    /// Start of the first reservation published unfilled (`u64::MAX`: none).
+    abandoned_at: AtomicU64,
     /// One past the last byte known durable.
     flushed: AtomicU64,
     /// Store timestamp of the last appended record.
@@ -155,6 +163,8 @@ impl<B: Backend> CommitLog<B> {
                 slave_of: None,
             }),
             written: AtomicU64::new(end),
+            publish_wait: PublishWait::default(),
+            abandoned_at: AtomicU64::new(u64::MAX),
             flushed: AtomicU64::new(0),
             last_timestamp: AtomicU64::new(0),
             flushed_timestamp: AtomicU64::new(0),
@@ -196,6 +206,7 @@ impl<B: Backend> CommitLog<B> {
         durable_below: u64,
     ) -> Result<Vec<std::path::PathBuf>> {
         let mut state = self.state.lock();
+        self.drain(&state);
         state.writer = None;
         let removed = self.segments.truncate(end, zero)?;
         self.written.store(end, Ordering::Release);
@@ -240,6 +251,10 @@ impl<B: Backend> CommitLog<B> {
     fn stop(&self, discard_prepared: bool) {
         let mut state = self.state.lock();
         self.closed.store(true, Ordering::Release);
+        // A clean close lets the appends in progress finish; a crash (simulated) does not wait.
+        if discard_prepared {
+            self.drain(&state);
+        }
         if discard_prepared && let Some(w) = state.writer.as_mut() {
             // A clean close: zeros after the last record say where the log ends, even in a
             // recycled segment whose older records lie past it.
@@ -300,7 +315,8 @@ impl<B: Backend> CommitLog<B> {
 
     /// Appends `batch` contiguously in one segment. Either all records are appended or none.
     /// `now`: the wall clock in milliseconds, read by the caller (one reading serves a put's
-    /// born and store timestamps). Returns the end offset of the last record.
+    /// born and store timestamps). Returns the end offset of the last record, once the log is
+    /// published up to it.
     pub fn append(&self, batch: &mut [Appending<'_>], now: u64) -> Result<u64> {
         let total: u64 = batch.iter().map(|a| a.record.len() as u64).sum();
         let segment_size = self.segments.segment_size();
@@ -322,23 +338,47 @@ impl<B: Backend> CommitLog<B> {
         let timestamp = now.max(state.last_store_timestamp);
         state.last_store_timestamp = timestamp;
         let writer = state.writer.as_mut().expect("ensure_room sets the writer");
+        let mut physical = writer.position();
         for a in batch.iter_mut() {
             let queue_offset = a.queue_counter.load(Ordering::Relaxed);
             a.queue_counter.store(queue_offset + 1, Ordering::Relaxed);
-            let physical = writer.position();
-            a.record.seal(queue_offset, physical, timestamp);
-            writer.write(a.record.as_bytes());
             a.commit_log_offset = physical;
             a.queue_offset = queue_offset;
             a.store_timestamp = timestamp;
+            physical += a.record.len() as u64;
         }
-        writer.publish();
+        let mut filling = Filling::new(self, writer.reserve(total));
         // The next append most likely has the size of this one.
         writer.prefetch_ahead(total as usize);
-        let end = writer.position();
-        self.written.store(end, Ordering::Release);
-        self.last_timestamp.store(timestamp, Ordering::Release);
-        Ok(end)
+        drop(state);
+        // Tests hold a producer here, its space reserved and not written, to crash the store
+        // while the producers after it wait.
+        fail::fail_point!("commit-log-fill");
+
+        let bytes = filling.bytes_mut();
+        let mut at = 0usize;
+        for a in batch.iter() {
+            let len = a.record.len();
+            a.record
+                .write(&mut bytes[at..at + len], a.queue_offset, a.commit_log_offset, timestamp);
+            at += len;
+        }
+        fail::fail_point!("commit-log-filled");
+        let start = filling.start();
+        filling.publish(Some(timestamp));
+        if self.abandoned_at.load(Ordering::Acquire) < start {
+            // Published behind a damaged record, where recovery will cut the log: not appended.
+            return Err(Error::NotWriteable("an earlier append was abandoned half-written"));
+        }
+        Ok(physical)
+    }
+
+    /// Waits until every reservation made so far is published. Called under the append lock,
+    /// which keeps new ones from being made; the producers filling the others need no lock.
+    fn drain(&self, state: &AppendState<B::Storage>) {
+        if let Some(writer) = &state.writer {
+            self.wait_published(writer.position());
+        }
     }
 
     /// Makes sure the active writer has room for `len` bytes plus the filler slack, rolling to a
@@ -405,15 +445,23 @@ impl<B: Backend> CommitLog<B> {
         Ok(())
     }
 
-    /// Writes the end-of-segment filler over the writer's tail and publishes it.
+    /// Writes the end-of-segment filler over the writer's tail and publishes it once the records
+    /// before it are. Runs under the append lock: what it may wait for needs no lock.
     fn seal_segment(&self, w: &mut SegmentWriter<B::Storage>) {
         let remaining = w.remaining();
+        let mut filling = Filling::new(self, w.reserve(remaining));
+        let buffered = w.segment().is_buffered();
+        let bytes = filling.bytes_mut();
         if remaining >= BLANK_LEN as u64 {
-            w.write(&codec::encode_blank(remaining as u32));
+            bytes[..BLANK_LEN].copy_from_slice(&codec::encode_blank(remaining as u32));
         }
-        w.fill_to_end();
-        w.publish();
-        self.written.store(w.position(), Ordering::Release);
+        // A reused write buffer still holds an older segment's bytes past the filler: zeroed, so
+        // the file's tail stays zeros as in a segment written directly.
+        if buffered {
+            let from = BLANK_LEN.min(bytes.len());
+            bytes[from..].fill(0);
+        }
+        filling.publish(None);
     }
 
     /// Whether a flush has failed (the store must stop accepting writes).

@@ -66,7 +66,10 @@ pub struct RecoveryReport {
     pub bytes_scanned: u64,
     /// The end of the valid log.
     pub log_end: u64,
-    /// Damage found below the durable point, skipped over.
+    /// Ranges that hold no record where valid records follow, skipped over: damage below the
+    /// durable point, or, past it after a crash, unsynced data the crash lost (a page, or the
+    /// space of an append still being written while later ones were complete). The last entry
+    /// may be damage at the end of the log that was cut (see `tail_cut`).
     pub damaged: Vec<DamagedRange>,
     /// Where a torn tail was cut, if one was.
     pub torn_tail_at: Option<u64>,
@@ -199,7 +202,15 @@ pub fn recover<B: Backend>(
                 }
                 break 'scan;
             };
-            tracing::error!(start = offset, end = next, reason = %bad, "damaged commit-log range skipped");
+            if offset >= flushed && !clean {
+                // Past what was known durable, a crash leaves such gaps without any damage: a
+                // page the disk lost between pages it kept, or the space of an append still
+                // being written by one producer while others wrote theirs after it (nothing
+                // from the gap on was acknowledged then).
+                tracing::warn!(start = offset, end = next, reason = %bad, "unsynced commit-log range lost at the crash: skipped");
+            } else {
+                tracing::error!(start = offset, end = next, reason = %bad, "damaged commit-log range skipped");
+            }
             report.damaged.push(DamagedRange {
                 start: offset,
                 end: next,

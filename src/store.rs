@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::clock::now_millis;
 use crate::codec::{self, RecordShape};
-use crate::codec::{EncodedRecord, RecordSpec, Verify};
+use crate::codec::{RecordPlan, RecordSpec, Verify};
 use crate::commit_log::{Appending, CommitLog, LogOptions};
 use crate::config::StoreConfig;
 use crate::consume_queue::registry::Registry;
@@ -57,16 +57,10 @@ const CLOSE_DISPATCH_WAIT: Duration = Duration::from_secs(5);
 const MAX_FILTER_SCAN_UNITS: u64 = 16_000 / UNIT_SIZE;
 
 thread_local! {
-    /// Per-thread scratch for encoding properties, so a put allocates only its record.
+    /// Per-thread scratch for encoding properties: with the record written straight into the
+    /// log, a steady producer allocates nothing per message.
     static PROPS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// The last record buffer of this thread's `put`, reused by the next one: a steady producer
-    /// then allocates nothing per message.
-    static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
-
-/// Record buffers larger than this are not kept for reuse (a rare huge message should not pin
-/// its memory in every producer thread).
-const REUSE_RECORD_BUFFER_UP_TO: usize = 256 << 10;
 
 /// The message store. `Send + Sync`: share it as `Arc<MessageStore>`.
 ///
@@ -509,31 +503,33 @@ impl<B: Backend> MessageStore<B> {
         Ok(())
     }
 
-    /// Encodes a message's record; also gives the `UNIQ_KEY` the store assigned it, if any.
-    fn encode(&self, msg: &Message, buf: Vec<u8>, now: u64) -> Result<(EncodedRecord, Option<UniqueKey>)> {
+    /// Checks a message and encodes its properties into `props`; gives the `UNIQ_KEY` the store
+    /// assigned it, if any.
+    fn prepare(&self, msg: &Message, props: &mut Vec<u8>) -> Result<Option<UniqueKey>> {
         msg.validate(self.config.max_queues_per_topic, self.config.max_message_size)?;
         let unique = match &self.unique_keys {
             Some(keys) if !msg.has_unique_key() => Some(keys.next()),
             _ => None,
         };
-        PROPS.with(|props| {
-            let mut props = props.borrow_mut();
-            msg.encode_properties(&mut props, unique.as_ref())?;
-            let spec = RecordSpec {
-                topic: &msg.topic,
-                queue_id: msg.queue_id,
-                flag: msg.flag,
-                sys_flag: 0,
-                born_timestamp: msg.born_timestamp.unwrap_or(now) as i64,
-                born_host: msg.born_host,
-                store_host: self.config.store_host,
-                reconsume_times: 0,
-                prepared_transaction_offset: 0,
-                body: &msg.body,
-                properties: &props,
-            };
-            Ok((EncodedRecord::encode_into(&spec, buf)?, unique))
-        })
+        msg.encode_properties(props, unique.as_ref())?;
+        Ok(unique)
+    }
+
+    /// The record of a prepared message, measured and ready to be written into the log.
+    fn plan<'m>(&self, msg: &'m Message, props: &'m [u8], now: u64) -> Result<RecordPlan<'m>> {
+        Ok(RecordPlan::new(RecordSpec {
+            topic: &msg.topic,
+            queue_id: msg.queue_id,
+            flag: msg.flag,
+            sys_flag: 0,
+            born_timestamp: msg.born_timestamp.unwrap_or(now) as i64,
+            born_host: msg.born_host,
+            store_host: self.config.store_host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body: &msg.body,
+            properties: props,
+        })?)
     }
 
     fn status_after(&self, end: u64) -> PutStatus {
@@ -578,33 +574,33 @@ impl<B: Backend> MessageStore<B> {
         ))
     }
 
-    /// Encodes and appends one message: its result with status `Ok` (the flush policy has not
+    /// Writes one message into the log: its result with status `Ok` (the flush policy has not
     /// been asked yet), and the log's end after it.
     fn append_one(&self, msg: &Message) -> Result<(PutResult, u64)> {
         self.check_writeable()?;
         let now = now_millis();
-        let (record, unique_key) = self.encode(msg, RECORD.take(), now)?;
-        let queue = self.queues.get_or_create(&msg.topic, msg.queue_id)?;
-        let mut batch = [Appending::new(record, queue.assign_counter())];
-        let end = self
-            .log
-            .append(&mut batch, now)
-            .inspect_err(|e| self.note_append_error(e))?;
-        let [a] = batch;
-        let result = PutResult {
-            status: PutStatus::Ok,
-            commit_log_offset: a.commit_log_offset,
-            queue_offset: a.queue_offset,
-            wrote_bytes: a.record.len() as u32,
-            store_timestamp: a.store_timestamp,
-            store_host: self.config.store_host,
-            unique_key,
-        };
-        let buf = a.record.into_vec();
-        if buf.capacity() <= REUSE_RECORD_BUFFER_UP_TO {
-            RECORD.set(buf);
-        }
-        Ok((result, end))
+        PROPS.with(|props| {
+            let mut props = props.borrow_mut();
+            let unique_key = self.prepare(msg, &mut props)?;
+            let record = self.plan(msg, &props, now)?;
+            let queue = self.queues.get_or_create(&msg.topic, msg.queue_id)?;
+            let mut batch = [Appending::new(record, queue.assign_counter())];
+            let end = self
+                .log
+                .append(&mut batch, now)
+                .inspect_err(|e| self.note_append_error(e))?;
+            let [a] = batch;
+            let result = PutResult {
+                status: PutStatus::Ok,
+                commit_log_offset: a.commit_log_offset,
+                queue_offset: a.queue_offset,
+                wrote_bytes: a.record.len() as u32,
+                store_timestamp: a.store_timestamp,
+                store_host: self.config.store_host,
+                unique_key,
+            };
+            Ok((result, end))
+        })
     }
 
     /// Appends messages atomically and contiguously (in one segment, under one lock) and waits
@@ -617,13 +613,17 @@ impl<B: Backend> MessageStore<B> {
             return Ok(Vec::new());
         }
         let now = now_millis();
-        let mut records = Vec::with_capacity(msgs.len());
+        let mut props = Vec::with_capacity(msgs.len());
         let mut unique_keys = Vec::with_capacity(msgs.len());
-        let mut queues: Vec<Arc<ConsumeQueue<B>>> = Vec::with_capacity(msgs.len());
         for msg in &msgs {
-            let (record, unique) = self.encode(msg, Vec::new(), now)?;
-            records.push(record);
-            unique_keys.push(unique);
+            let mut encoded = Vec::new();
+            unique_keys.push(self.prepare(msg, &mut encoded)?);
+            props.push(encoded);
+        }
+        let mut records = Vec::with_capacity(msgs.len());
+        let mut queues: Vec<Arc<ConsumeQueue<B>>> = Vec::with_capacity(msgs.len());
+        for (msg, encoded) in msgs.iter().zip(&props) {
+            records.push(self.plan(msg, encoded, now)?);
             queues.push(self.queues.get_or_create(&msg.topic, msg.queue_id)?);
         }
         let mut batch: Vec<Appending<'_>> = records

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::read_queue;
+use mqstore::segment::sim::{SimBackend, SimDisk};
 use mqstore::{DiskUsage, Error, FlushPolicy, Message, MessageStore, PutStatus, RetentionConfig, StoreConfig};
 
 /// Fail points are process-global: one test at a time.
@@ -331,6 +332,237 @@ fn a_file_system_without_fallocate_still_takes_puts_and_recovers_them() {
     // ...and the store goes on taking puts.
     let r = store.put(Message::new("fp", 0, body(999))).unwrap();
     assert_eq!(r.queue_offset, acked.len() as u64);
+    store.close().unwrap();
+    scenario.teardown();
+}
+
+/// Polls `done` until it holds, failing the test after a generous bound (a hang is the bug).
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Every body of queue `q` of topic "fp" with its queue offset.
+fn read_sim_queue(store: &MessageStore<SimBackend>, q: u32) -> Vec<(u64, Vec<u8>)> {
+    assert!(store.wait_dispatched(Duration::from_secs(10)), "dispatch stalled");
+    let mut out = Vec::new();
+    let mut offset = store.min_offset("fp", q);
+    loop {
+        let g = store.get("fp", q, offset, 32).expect("get");
+        match g.status {
+            mqstore::GetStatus::Found => {
+                out.extend(g.messages.iter().map(|m| (m.queue_offset(), m.body().to_vec())));
+                offset = g.next_offset;
+            }
+            mqstore::GetStatus::OffsetOverflowOne | mqstore::GetStatus::NoMessageInQueue => return out,
+            other => panic!("unexpected status {other:?} at offset {offset}"),
+        }
+    }
+}
+
+/// After a crash with a producer held between reservation and publish (queue 0 of "fp"): the
+/// puts acknowledged before it, exactly, at their offsets; the held put's space is a hole; and
+/// the puts that filled their records behind it were not acknowledged, so each may be lost or
+/// kept, but only whole, at the queue offset it was given (a hole is skipped as a page lost in
+/// the middle is, so nothing after it is lost that could have been acknowledged). New puts go
+/// on after whatever was kept.
+fn check_after_held_crash(store: &MessageStore<SimBackend>, acked: &[Vec<u8>], hole: u64, behind: &[Vec<u8>]) {
+    let got = read_sim_queue(store, 0);
+    let n = acked.len();
+    assert!(got.len() >= n, "an acknowledged put was lost");
+    for (i, (offset, body)) in got[..n].iter().enumerate() {
+        assert!(*offset == i as u64 && *body == acked[i], "acknowledged put {i} changed");
+    }
+    // The held put took queue offset n; those behind it, in whichever order they reserved, the
+    // offsets after it.
+    for (offset, body) in &got[n..] {
+        assert!(
+            behind.contains(body),
+            "only the puts that were in flight may follow the acknowledged ones"
+        );
+        assert!(
+            *offset > n as u64 && *offset <= (n + behind.len()) as u64,
+            "a kept put keeps the queue offset it was given"
+        );
+    }
+    let end = store.max_commit_log_offset();
+    assert!(end == hole || !store.recovery_report().damaged.is_empty());
+    if end > hole {
+        let hole_report = &store.recovery_report().damaged[0];
+        assert_eq!(hole_report.start, hole, "the hole is reported where it is");
+    }
+    let r = store.put(Message::new("fp", 0, common::body(9999, 500))).unwrap();
+    let next = got.last().map_or(0, |(o, _)| o + 1);
+    assert_eq!((r.commit_log_offset, r.queue_offset), (end, next));
+}
+
+/// Appends reserve their bytes under the lock and fill them outside it. A producer held with its
+/// space reserved and nothing written yet, two more that filled their records behind it and wait
+/// to publish (so nothing past the hole is published, synced or acknowledged), then a power loss
+/// that keeps, drops or tears each unsynced page: see [`check_after_held_crash`].
+#[test]
+fn power_loss_between_reservation_and_publish_with_several_producers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scenario = fail::FailScenario::setup();
+    for seed in 0..12u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = SimDisk::new();
+        // Sync: an acknowledged put is a durable one. Segments large enough that the three puts
+        // in flight never roll the log (a roll waits, under the append lock, for the held one).
+        let config = config(dir.path())
+            .flush_policy(FlushPolicy::sync())
+            .commit_log_segment_size(256 * 1024);
+        let store = Arc::new(MessageStore::open_with_backend(config.clone(), disk.backend()).unwrap());
+        let mut acked = Vec::new();
+        for i in 0..40 {
+            let b = common::body(i, 300 + (i as usize * 37) % 500);
+            let r = store.put(Message::new("fp", 0, b.clone())).unwrap();
+            assert_eq!(r.status, PutStatus::Ok);
+            acked.push(b);
+        }
+        let hole = store.max_commit_log_offset();
+
+        // The first producer through the fail point stays there until released.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let held_in = Arc::clone(&held);
+        fail::cfg_callback("commit-log-fill", move || {
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                held_in.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = released.lock().unwrap().recv();
+            }
+        })
+        .unwrap();
+        let filled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let filled_in = Arc::clone(&filled);
+        fail::cfg_callback("commit-log-filled", move || {
+            filled_in.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .unwrap();
+
+        let put_in_thread = |i: u64| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || store.put(Message::new("fp", 0, common::body(1000 + i, 700))))
+        };
+        let held_put = put_in_thread(0);
+        wait_for("the first producer to hold", || {
+            held.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        let behind: Vec<_> = (1..3).map(put_in_thread).collect();
+        // Both filled their records completely and now wait for the held one.
+        wait_for("the producers behind to fill", || {
+            filled.load(std::sync::atomic::Ordering::SeqCst) == 2
+        });
+        assert_eq!(
+            store.max_commit_log_offset(),
+            hole,
+            "nothing past the hole is published"
+        );
+
+        store.halt();
+        disk.power_loss(seed);
+        // The halted store's threads finish into memory that no longer backs any file.
+        release.send(()).unwrap();
+        held_put.join().unwrap().ok();
+        for t in behind {
+            t.join().unwrap().ok();
+        }
+        fail::remove("commit-log-fill");
+        fail::remove("commit-log-filled");
+        drop(store);
+
+        let store = MessageStore::open_with_backend(config, disk.backend()).unwrap();
+        check_after_held_crash(
+            &store,
+            &acked,
+            hole,
+            &[common::body(1001, 700), common::body(1002, 700)],
+        );
+        store.close().unwrap();
+    }
+    scenario.teardown();
+}
+
+/// A producer that panics with its space reserved and unwritten (a bug, say): the producers
+/// behind it must not hang nor be acknowledged past the hole, the store refuses writes from
+/// then on, and a reopen keeps every earlier put (see [`check_after_held_crash`]).
+#[test]
+fn an_append_abandoned_half_written_stops_writes_and_acknowledges_nothing_past_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scenario = fail::FailScenario::setup();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SimDisk::new();
+    let config = config(dir.path()).commit_log_segment_size(256 * 1024);
+    let store = Arc::new(MessageStore::open_with_backend(config.clone(), disk.backend()).unwrap());
+    let acked: Vec<Vec<u8>> = (0..25).map(|i| common::body(i, 600)).collect();
+    for b in &acked {
+        assert_eq!(
+            store.put(Message::new("fp", 0, b.clone())).unwrap().status,
+            PutStatus::Ok
+        );
+    }
+    let hole = store.max_commit_log_offset();
+
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let held_in = Arc::clone(&held);
+    fail::cfg_callback("commit-log-fill", move || {
+        if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            held_in.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = released.lock().unwrap().recv();
+            panic!("a bug while filling a reservation");
+        }
+    })
+    .unwrap();
+    let filled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let filled_in = Arc::clone(&filled);
+    fail::cfg_callback("commit-log-filled", move || {
+        filled_in.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    })
+    .unwrap();
+    let put_in_thread = |i: u64| {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.put(Message::new("fp", 0, common::body(1000 + i, 700))))
+    };
+    let doomed = put_in_thread(0);
+    wait_for("the first producer to hold", || {
+        held.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let behind: Vec<_> = (1..3).map(put_in_thread).collect();
+    wait_for("the producers behind to fill", || {
+        filled.load(std::sync::atomic::Ordering::SeqCst) == 2
+    });
+    release.send(()).unwrap();
+    assert!(doomed.join().is_err(), "the held producer panics");
+    for t in behind {
+        let err = t
+            .join()
+            .unwrap()
+            .expect_err("a put behind the hole is not acknowledged");
+        assert!(matches!(err, Error::NotWriteable(_)), "{err:?}");
+    }
+    let err = store.put(Message::new("fp", 0, common::body(7, 100))).unwrap_err();
+    assert!(matches!(err, Error::NotWriteable(_)), "{err:?}");
+    fail::remove("commit-log-fill");
+    fail::remove("commit-log-filled");
+    // As a process that dies of the panic: no clean close, the page cache kept.
+    store.halt();
+    drop(store);
+
+    let store = MessageStore::open_with_backend(config, disk.backend()).unwrap();
+    check_after_held_crash(
+        &store,
+        &acked,
+        hole,
+        &[common::body(1001, 700), common::body(1002, 700)],
+    );
     store.close().unwrap();
     scenario.teardown();
 }

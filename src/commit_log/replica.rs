@@ -174,6 +174,8 @@ impl<B: Backend> CommitLog<B> {
                 reason: "the store is a master: it takes no replicated bytes".into(),
             });
         }
+        // Appends made before the store became a slave finish first.
+        self.drain(&state);
         let expected = self.written.load(Ordering::Acquire);
         if offset != expected {
             return Err(Error::ReplicaOffsetMismatch { expected, got: offset });
@@ -190,11 +192,10 @@ impl<B: Backend> CommitLog<B> {
                 });
             }
             writer.write(&bytes[pos..pos + len as usize]);
-            pos += len as usize;
-        }
-        if let Some(writer) = state.writer.as_mut() {
+            // Published record by record: a roll-over's filler is published in order after them.
             writer.publish();
             self.written.store(writer.position(), Ordering::Release);
+            pos += len as usize;
         }
         if checked.sealed {
             let at = offset + pos as u64;
@@ -226,6 +227,7 @@ impl<B: Backend> CommitLog<B> {
     /// went.
     pub(crate) fn truncate_replicated(&self, offset: u64, lost_found: &Path) -> Result<Vec<PathBuf>> {
         let mut state = self.state.lock();
+        self.drain(&state);
         let end = self.written.load(Ordering::Acquire);
         if offset >= end {
             return Ok(Vec::new());

@@ -51,6 +51,11 @@ impl WriteBuffer {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(pos), data.len()) }
     }
 
+    /// The address of the buffer's first byte (see [`Storage::as_mut_ptr`](super::Storage::as_mut_ptr)).
+    pub(crate) fn as_mut_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
     /// Borrows bytes.
     ///
     /// # Safety

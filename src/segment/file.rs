@@ -227,8 +227,10 @@ impl<S: Storage> Segment<S> {
         if self.claimed.swap(true, Ordering::AcqRel) {
             return None;
         }
+        let readable = self.readable();
         Some(SegmentWriter {
-            wrote: self.readable(),
+            wrote: readable,
+            reserved_to: readable,
             buffer: self.buffer.read().clone(),
             segment: Arc::clone(self),
         })
@@ -369,8 +371,76 @@ pub struct SegmentWriter<S: Storage> {
     segment: Arc<Segment<S>>,
     /// The segment's write buffer, for a buffered segment.
     buffer: Option<Arc<WriteBuffer>>,
-    /// Bytes written, relative to the segment start; `>= segment.readable`.
+    /// Bytes written or reserved, relative to the segment start; `>= segment.readable`.
     wrote: u64,
+    /// End of the last [`Reservation`] handed out (relative): the writer's own writes and
+    /// patches stay at or above it.
+    reserved_to: u64,
+}
+
+/// Bytes of a segment its writer set aside for one append: the append fills them outside the
+/// lock that orders the writer's calls, then [`publish`](Reservation::publish)es them once
+/// everything before them is published. Several can be outstanding at once, each over its own
+/// range; readers, the committer and flushes never see a range before it is published.
+pub struct Reservation<S: Storage> {
+    segment: Arc<Segment<S>>,
+    /// The segment's write buffer, for a buffered segment: the bytes go there.
+    buffer: Option<Arc<WriteBuffer>>,
+    /// Relative to the segment start.
+    pos: u64,
+    len: u64,
+}
+
+impl<S: Storage> Reservation<S> {
+    /// Absolute offset of the first reserved byte.
+    pub fn start(&self) -> u64 {
+        self.segment.start + self.pos
+    }
+
+    /// Absolute offset one past the last reserved byte.
+    pub fn end(&self) -> u64 {
+        self.start() + self.len
+    }
+
+    /// Whether the bytes go to a write buffer (whose reused memory holds an older segment's
+    /// bytes, where a fresh file holds zeros).
+    pub fn is_buffered(&self) -> bool {
+        self.buffer.is_some()
+    }
+
+    /// The reserved bytes, to be filled. They hold whatever was there before (zeros of a fresh
+    /// file, an older life's bytes in a recycled file or a reused buffer).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        let base = match &self.buffer {
+            Some(buffer) => buffer.as_mut_ptr(),
+            None => self.segment.storage.as_mut_ptr(),
+        };
+        // SAFETY: `pos..pos + len` lies within the segment, and within its buffer, which has the
+        // segment's size (`reserve` checked it against the remaining space). It lay at or above
+        // the writer's position when reserved, and the writer moved past it: the writer writes
+        // and patches only at or above `reserved_to`, and publishes (raises `readable` to its
+        // position) only once `readable` reached `reserved_to`. Readers, the committer and
+        // flushes stay below `readable`, which only `publish` raises over this range, and that
+        // consumes the reservation. No other reservation overlaps it, and `&mut self` makes the
+        // slice the only access for as long as it lives. The storage (and the buffer) outlive
+        // it: `self` holds both.
+        unsafe { std::slice::from_raw_parts_mut(base.add(self.pos as usize), self.len as usize) }
+    }
+
+    /// Makes the reserved bytes visible to readers, if everything before them in the segment is
+    /// published; else hands the reservation back unchanged. A caller that publishes
+    /// reservations in the order they were made, each once its predecessor is published,
+    /// never gets one back.
+    pub fn publish(self) -> Result<(), Self> {
+        match self
+            .segment
+            .readable
+            .compare_exchange(self.pos, self.pos + self.len, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self),
+        }
+    }
 }
 
 impl<S: Storage> SegmentWriter<S> {
@@ -400,39 +470,47 @@ impl<S: Storage> SegmentWriter<S> {
         self.wrote += data.len() as u64;
     }
 
+    /// Sets `len` bytes aside at the write position, for one append to fill outside the
+    /// writer's lock (see [`Reservation`]).
+    ///
+    /// # Panics
+    /// If `len` exceeds the remaining space: callers check `remaining` first.
+    pub fn reserve(&mut self, len: u64) -> Reservation<S> {
+        assert!(len <= self.remaining(), "segment reservation past its end");
+        let reservation = Reservation {
+            segment: Arc::clone(&self.segment),
+            buffer: self.buffer.clone(),
+            pos: self.wrote,
+            len,
+        };
+        self.wrote += len;
+        self.reserved_to = self.wrote;
+        reservation
+    }
+
     /// Writes `data` at `pos` (relative), which must be at or above the published position and
-    /// below the write position: lets the writer patch bytes it wrote but has not published.
+    /// any reservation, and below the write position: lets the writer patch bytes it wrote but
+    /// has not published.
     pub fn patch(&mut self, pos: u64, data: &[u8]) {
         assert!(
-            pos >= self.segment.readable() && pos + data.len() as u64 <= self.wrote,
+            pos >= self.segment.readable().max(self.reserved_to) && pos + data.len() as u64 <= self.wrote,
             "patch outside the unpublished range"
         );
         self.write_at(pos, data);
     }
 
     fn write_at(&mut self, pos: u64, data: &[u8]) {
-        // SAFETY: callers keep `pos..pos + len` at or above the published position and within
-        // the segment, so no reader slice covers it (of the file, nor of the buffer), the
-        // committer does not reach it, and this writer is the only one of the segment
-        // (`claim_writer` hands out at most one), borrowed mutably here.
+        // SAFETY: callers keep `pos..pos + len` at or above the published position and every
+        // reservation, and within the segment, so no reader slice covers it (of the file, nor
+        // of the buffer), the committer does not reach it, no reservation overlaps it, and this
+        // writer is the only one of the segment (`claim_writer` hands out at most one),
+        // borrowed mutably here.
         unsafe {
             match &self.buffer {
                 Some(buffer) => buffer.write(pos as usize, data),
                 None => self.segment.storage.write(pos as usize, data),
             }
         }
-    }
-
-    /// Skips to the end of the segment (after an end-of-segment filler was written). A reused
-    /// write buffer still holds an older segment's bytes there: they are zeroed, so the file's
-    /// tail stays zeros as in a segment written directly.
-    pub fn fill_to_end(&mut self) {
-        let size = self.segment.size();
-        if self.buffer.is_some() && self.wrote < size {
-            let zeros = vec![0u8; (size - self.wrote) as usize];
-            self.write_at(self.wrote, &zeros);
-        }
-        self.wrote = size;
     }
 
     /// Hints the CPU to take ownership of the cache lines of the next `len` bytes to be written,
@@ -478,7 +556,14 @@ impl<S: Storage> SegmentWriter<S> {
     }
 
     /// Makes everything written visible to readers.
+    ///
+    /// # Panics
+    /// If a reservation is not published yet: its bytes may still be being filled.
     pub fn publish(&mut self) {
+        assert!(
+            self.segment.readable() >= self.reserved_to,
+            "publishing a segment over a reservation not yet published"
+        );
         self.segment.readable.store(self.wrote, Ordering::Release);
     }
 }

@@ -56,6 +56,10 @@ impl Storage for MmapStorage {
         self._file.write_all_at(data, pos as u64)
     }
 
+    fn as_mut_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
     unsafe fn read(&self, pos: usize, len: usize) -> &[u8] {
         debug_assert!(pos + len <= self.map.len());
         // SAFETY: the caller guarantees the range is in bounds and not written while the slice

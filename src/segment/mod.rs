@@ -20,7 +20,7 @@ pub mod sim;
 use std::io;
 use std::path::Path;
 
-pub use file::{Bytes, Pinned, Segment, SegmentRead, SegmentWriter};
+pub use file::{Bytes, Pinned, Reservation, Segment, SegmentRead, SegmentWriter};
 pub use mmap::{MmapBackend, MmapStorage, ReadOnlyMap};
 pub use queue::{SegmentQueue, SegmentRef, SizeRule};
 pub use region::{Region, RegionRead, RegionWrite};
@@ -57,6 +57,11 @@ pub trait Storage: Send + Sync + 'static {
         unsafe { self.write(pos, data) };
         Ok(())
     }
+
+    /// The address of the region's first byte, for writers that fill a reserved range in place
+    /// (see [`Reservation`]). The region's bytes stay at this address for the storage's
+    /// lifetime; every access through the pointer follows [`write`](Storage::write)'s contract.
+    fn as_mut_ptr(&self) -> *mut u8;
 
     /// Borrows `len` bytes at `pos`.
     ///

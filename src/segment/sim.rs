@@ -99,6 +99,10 @@ impl Storage for SimStorage {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.live.ptr().add(pos), data.len()) }
     }
 
+    fn as_mut_ptr(&self) -> *mut u8 {
+        self.live.ptr()
+    }
+
     unsafe fn read(&self, pos: usize, len: usize) -> &[u8] {
         assert!(pos + len <= self.len(), "simulated read past the end");
         // SAFETY: in bounds; the caller guarantees no write to the range while the slice lives;
