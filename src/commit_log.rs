@@ -24,7 +24,7 @@ use crate::segment::{SegmentRef, SizeRule};
 mod publish;
 mod replica;
 
-use publish::{Filling, PublishWait};
+use publish::Sequence;
 
 /// One record on its way into the log, and where it landed.
 pub struct Appending<'a> {
@@ -84,10 +84,8 @@ pub struct CommitLog<B: Backend> {
     state: Mutex<AppendState<B::Storage>>,
     /// One past the last published byte: the log is whole below it.
     written: AtomicU64,
-    /// Producers waiting for `written` to reach their reservation.
-    publish_wait: PublishWait,
-    /// Start of the first reservation published unfilled (`u64::MAX`: none).
-    abandoned_at: AtomicU64,
+    /// Reservations being filled, published in log order as they complete.
+    sequence: Sequence<B::Storage>,
     /// One past the last byte known durable.
     flushed: AtomicU64,
     /// Store timestamp of the last appended record.
@@ -163,8 +161,7 @@ impl<B: Backend> CommitLog<B> {
                 slave_of: None,
             }),
             written: AtomicU64::new(end),
-            publish_wait: PublishWait::default(),
-            abandoned_at: AtomicU64::new(u64::MAX),
+            sequence: Sequence::new(end),
             flushed: AtomicU64::new(0),
             last_timestamp: AtomicU64::new(0),
             flushed_timestamp: AtomicU64::new(0),
@@ -210,6 +207,7 @@ impl<B: Backend> CommitLog<B> {
         state.writer = None;
         let removed = self.segments.truncate(end, zero)?;
         self.written.store(end, Ordering::Release);
+        self.sequence.reset(end);
         // Lowered too: write buffers attached to segments created after the cut commit from here.
         self.committed.store(end, Ordering::Release);
         self.flushed.store(durable_below.min(end), Ordering::Release);
@@ -315,8 +313,8 @@ impl<B: Backend> CommitLog<B> {
 
     /// Appends `batch` contiguously in one segment. Either all records are appended or none.
     /// `now`: the wall clock in milliseconds, read by the caller (one reading serves a put's
-    /// born and store timestamps). Returns the end offset of the last record, once the log is
-    /// published up to it.
+    /// born and store timestamps). Returns the end offset of the last record, whole in the log
+    /// but not necessarily published yet (see [`wait_published`](Self::wait_published)).
     pub fn append(&self, batch: &mut [Appending<'_>], now: u64) -> Result<u64> {
         let total: u64 = batch.iter().map(|a| a.record.len() as u64).sum();
         let segment_size = self.segments.segment_size();
@@ -347,7 +345,7 @@ impl<B: Backend> CommitLog<B> {
             a.store_timestamp = timestamp;
             physical += a.record.len() as u64;
         }
-        let mut filling = Filling::new(self, writer.reserve(total));
+        let mut filling = self.enter(writer.reserve(total));
         // The next append most likely has the size of this one.
         writer.prefetch_ahead(total as usize);
         drop(state);
@@ -364,21 +362,19 @@ impl<B: Backend> CommitLog<B> {
             at += len;
         }
         fail::fail_point!("commit-log-filled");
-        let start = filling.start();
-        filling.publish(Some(timestamp));
-        if self.abandoned_at.load(Ordering::Acquire) < start {
-            // Published behind a damaged record, where recovery will cut the log: not appended.
-            return Err(Error::NotWriteable("an earlier append was abandoned half-written"));
-        }
+        filling.finish(Some(timestamp));
         Ok(physical)
     }
 
     /// Waits until every reservation made so far is published. Called under the append lock,
     /// which keeps new ones from being made; the producers filling the others need no lock.
-    fn drain(&self, state: &AppendState<B::Storage>) {
-        if let Some(writer) = &state.writer {
-            self.wait_published(writer.position());
-        }
+    fn drain(&self, _state: &AppendState<B::Storage>) {
+        self.wait_published(self.sequence.reserved());
+    }
+
+    /// End of the last append made, whether or not everything before it is published yet.
+    pub fn reserved_offset(&self) -> u64 {
+        self.sequence.reserved().max(self.max_offset())
     }
 
     /// Makes sure the active writer has room for `len` bytes plus the filler slack, rolling to a
@@ -445,11 +441,11 @@ impl<B: Backend> CommitLog<B> {
         Ok(())
     }
 
-    /// Writes the end-of-segment filler over the writer's tail and publishes it once the records
-    /// before it are. Runs under the append lock: what it may wait for needs no lock.
+    /// Writes the end-of-segment filler over the writer's tail; it is published once the records
+    /// before it are.
     fn seal_segment(&self, w: &mut SegmentWriter<B::Storage>) {
         let remaining = w.remaining();
-        let mut filling = Filling::new(self, w.reserve(remaining));
+        let mut filling = self.enter(w.reserve(remaining));
         let buffered = w.segment().is_buffered();
         let bytes = filling.bytes_mut();
         if remaining >= BLANK_LEN as u64 {
@@ -461,7 +457,7 @@ impl<B: Backend> CommitLog<B> {
             let from = BLANK_LEN.min(bytes.len());
             bytes[from..].fill(0);
         }
-        filling.publish(None);
+        filling.finish(None);
     }
 
     /// Whether a flush has failed (the store must stop accepting writes).

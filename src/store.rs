@@ -85,6 +85,8 @@ pub struct MessageStore<B: Backend = MmapBackend> {
     queues: Arc<QueueTable<B>>,
     dispatcher: Dispatcher,
     flusher: Arc<dyn Flusher>,
+    /// The flush policy waits for durability: a put waits for its record to be published first.
+    flush_awaited: bool,
     checkpointer: Periodic,
     checkpoint: Arc<CheckpointFile>,
     verify: Verify,
@@ -399,6 +401,7 @@ impl<B: Backend> MessageStore<B> {
             log,
             queues,
             dispatcher,
+            flush_awaited: flusher.awaits_durability(),
             flusher,
             checkpointer,
             checkpoint,
@@ -533,6 +536,9 @@ impl<B: Backend> MessageStore<B> {
     }
 
     fn status_after(&self, end: u64) -> PutStatus {
+        if self.flush_awaited {
+            self.log.wait_published(end);
+        }
         self.dispatcher.shared().wake();
         // Asked before the flush waits, so both run at once.
         let replicated = self.replication.as_ref().and_then(|r| r.after_append(end));
@@ -562,6 +568,9 @@ impl<B: Backend> MessageStore<B> {
         let started = Instant::now();
         let (appended, end) = self.append_one(&msg)?;
         self.counters.put(1, u64::from(appended.wrote_bytes), started.elapsed());
+        if self.flush_awaited {
+            self.log.wait_published(end);
+        }
         self.dispatcher.shared().wake();
         let replicated = self.replication.as_ref().and_then(|r| r.after_append(end));
         let (done, pending) = Pending::pair();
@@ -1029,7 +1038,8 @@ impl<B: Backend> MessageStore<B> {
 
     /// Waits until everything appended so far is dispatched; `false` on timeout.
     pub fn wait_dispatched(&self, timeout: Duration) -> bool {
-        self.dispatcher.shared().wait_for(self.log.max_offset(), timeout)
+        // Every append made so far, including those whose records are still being written.
+        self.dispatcher.shared().wait_for(self.log.reserved_offset(), timeout)
     }
 
     /// Every (topic, queue id) the store holds, sorted.

@@ -1,113 +1,160 @@
 //! Publishing appends in log order.
 //!
 //! An append reserves its bytes under the append lock and fills them outside it, so several
-//! producers fill their records at once and finish in any order. What they publish must still
+//! producers fill their records at once and finish in any order. What is published must still
 //! grow as one prefix of the log: readers, the dispatcher, flushes and replication read up to
-//! the published end, and a crash must never leave an acknowledged record behind a hole that
-//! recovery stops at. So each reservation is published once the log is published exactly up to
-//! its start, by its own producer, which waits for that first: the put returns only when every
-//! record before it is whole, as it did when the copy ran under the lock.
+//! the published end. So every reservation takes a place in a sequence when it is made (under
+//! the append lock), and whoever finishes filling hands it in there: the producer that completes
+//! the prefix publishes it, its own reservation and every one finished after it, in order. No
+//! producer waits for another to publish its own, and none is woken to do it: with more
+//! producers than cores, a producer preempted in the middle of its fill holds up publication,
+//! never the others' appends.
 //!
-//! The wait is a short spin (a predecessor is normally a few hundred nanoseconds from done),
-//! then a sleep on a condition variable that publishers notify only when someone sleeps.
+//! A put under the async policies returns once its record is filled, published or not: its
+//! bytes are in the page cache, whole, and a crash before the records in front of it are filled
+//! leaves holes that recovery skips (`recovery.rs`), keeping it. A put whose policy waits for a
+//! flush first waits for its record to be published ([`CommitLog::wait_published`]), since only
+//! published bytes are flushed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 
 use super::CommitLog;
-use crate::segment::{Backend, Reservation};
+use crate::segment::{Backend, Reservation, Storage};
 
 /// Spins before a waiter sleeps.
-const SPINS: u32 = 200;
+const SPINS: u32 = 100;
 
-/// Producers waiting for the published end to reach their reservation.
-#[derive(Default)]
-pub(super) struct PublishWait {
-    sleepers: AtomicUsize,
-    lock: Mutex<()>,
-    wake: Condvar,
+/// Reservations in log order, from the first not yet published.
+pub(super) struct Sequence<S: Storage> {
+    state: Mutex<Slots<S>>,
+    /// Notified (under `state`) whenever the published end moves.
+    published: Condvar,
+    /// End of the last reservation made, published or not.
+    reserved: AtomicU64,
 }
 
-impl<B: Backend> CommitLog<B> {
-    /// Publishes `reservation`, filled, once everything before it is published; `timestamp`:
-    /// the store timestamp of its last record (`None` for a filler).
-    pub(super) fn publish_in_order(&self, reservation: Reservation<B::Storage>, timestamp: Option<u64>) {
-        let (start, end) = (reservation.start(), reservation.end());
-        self.wait_published(start);
-        if reservation.publish().is_err() {
-            // The log is published up to `start`, so the segment is published up to the
-            // reservation: only a bug in the order of reservations gets here.
-            unreachable!("commit-log reservation at {start} published out of order");
-        }
-        // Before the end moves: a flush reads the timestamp first, then the end, and promises
-        // the timestamp durable once that end is.
-        if let Some(timestamp) = timestamp {
-            self.last_timestamp.store(timestamp, Ordering::Release);
-        }
-        // SeqCst, with the load of `sleepers` after it, pairs with a sleeper's SeqCst increment
-        // and load of the end: one of the two sees the other's write, so no wake-up is lost.
-        self.written.store(end, Ordering::SeqCst);
-        if self.publish_wait.sleepers.load(Ordering::SeqCst) > 0 {
-            let _guard = self.publish_wait.lock.lock();
-            self.publish_wait.wake.notify_all();
+struct Slots<S: Storage> {
+    /// Sequence number of the first slot.
+    first: u64,
+    /// `None` while its reservation is being filled; then the reservation and the store
+    /// timestamp of its last record (`None` for a filler).
+    slots: VecDeque<Option<(Reservation<S>, Option<u64>)>>,
+}
+
+impl<S: Storage> Sequence<S> {
+    pub(super) fn new(end: u64) -> Self {
+        Sequence {
+            state: Mutex::new(Slots {
+                first: 0,
+                slots: VecDeque::with_capacity(64),
+            }),
+            published: Condvar::new(),
+            reserved: AtomicU64::new(end),
         }
     }
 
-    /// Waits until the log is published up to at least `offset`.
-    pub(super) fn wait_published(&self, offset: u64) {
+    /// End of the last reservation made.
+    pub(super) fn reserved(&self) -> u64 {
+        self.reserved.load(Ordering::Acquire)
+    }
+
+    /// The log's end was set directly (recovery, replication, truncation), with nothing in
+    /// flight.
+    pub(super) fn reset(&self, end: u64) {
+        debug_assert!(self.state.lock().slots.is_empty());
+        self.reserved.store(end, Ordering::Release);
+    }
+}
+
+impl<B: Backend> CommitLog<B> {
+    /// Takes the next place in the sequence for `reservation`, made under the append lock.
+    pub(super) fn enter(&self, reservation: Reservation<B::Storage>) -> Filling<'_, B> {
+        let mut state = self.sequence.state.lock();
+        state.slots.push_back(None);
+        let seq = state.first + state.slots.len() as u64 - 1;
+        self.sequence.reserved.store(reservation.end(), Ordering::Release);
+        drop(state);
+        Filling {
+            log: self,
+            seq,
+            reservation: Some(reservation),
+        }
+    }
+
+    /// Hands in a filled reservation and publishes the prefix it completes, if it does.
+    fn hand_in(&self, seq: u64, reservation: Reservation<B::Storage>, timestamp: Option<u64>) {
+        let mut state = self.sequence.state.lock();
+        let at = (seq - state.first) as usize;
+        state.slots[at] = Some((reservation, timestamp));
+        let mut moved = false;
+        while let Some(Some(_)) = state.slots.front() {
+            let Some(Some((reservation, timestamp))) = state.slots.pop_front() else {
+                unreachable!("the front slot was just seen filled");
+            };
+            state.first += 1;
+            let end = reservation.end();
+            if let Err(reservation) = reservation.publish() {
+                // Every reservation before it in the segment is published (they come first in
+                // the sequence): only a bug in the order of reservations gets here.
+                unreachable!(
+                    "commit-log reservation at {} published out of order",
+                    reservation.start()
+                );
+            }
+            // Before the end moves: a flush reads the timestamp first, then the end, and
+            // promises the timestamp durable once that end is.
+            if let Some(timestamp) = timestamp {
+                self.last_timestamp.store(timestamp, Ordering::Release);
+            }
+            self.written.store(end, Ordering::Release);
+            moved = true;
+        }
+        if moved {
+            self.sequence.published.notify_all();
+        }
+    }
+
+    /// Waits until the log is published up to at least `offset` (a reservation's end, or
+    /// below).
+    pub fn wait_published(&self, offset: u64) {
         for _ in 0..SPINS {
             if self.written.load(Ordering::Acquire) >= offset {
                 return;
             }
             std::hint::spin_loop();
         }
-        let wait = &self.publish_wait;
-        let mut guard = wait.lock.lock();
-        wait.sleepers.fetch_add(1, Ordering::SeqCst);
-        while self.written.load(Ordering::SeqCst) < offset {
-            wait.wake.wait(&mut guard);
+        let mut state = self.sequence.state.lock();
+        while self.written.load(Ordering::Acquire) < offset {
+            self.sequence.published.wait(&mut state);
         }
-        wait.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// A reservation being filled. Dropped unfilled (the filling code panicked), it is published
-/// anyway, so that the producers after it do not wait forever, and the log refuses appends
-/// from then on: recovery stops at the damaged record, so nothing after it may be acknowledged.
+/// A reservation being filled. Dropped unfilled (the filling code panicked), it is handed in
+/// anyway, so that publication goes on past it, and the log refuses appends from then on.
 pub(super) struct Filling<'a, B: Backend> {
     log: &'a CommitLog<B>,
+    seq: u64,
     reservation: Option<Reservation<B::Storage>>,
 }
 
-impl<'a, B: Backend> Filling<'a, B> {
-    pub(super) fn new(log: &'a CommitLog<B>, reservation: Reservation<B::Storage>) -> Self {
-        Filling {
-            log,
-            reservation: Some(reservation),
-        }
-    }
-
+impl<B: Backend> Filling<'_, B> {
     /// The reserved bytes.
     pub(super) fn bytes_mut(&mut self) -> &mut [u8] {
         self.reservation
             .as_mut()
-            .expect("a reservation is held until published")
+            .expect("a reservation is held until handed in")
             .bytes_mut()
     }
 
-    /// Where the reservation starts.
-    pub(super) fn start(&self) -> u64 {
-        self.reservation
-            .as_ref()
-            .expect("a reservation is held until published")
-            .start()
-    }
-
-    /// Publishes the filled reservation in order.
-    pub(super) fn publish(mut self, timestamp: Option<u64>) {
+    /// Hands the filled reservation in; `timestamp`: the store timestamp of its last record
+    /// (`None` for a filler).
+    pub(super) fn finish(mut self, timestamp: Option<u64>) {
         if let Some(reservation) = self.reservation.take() {
-            self.log.publish_in_order(reservation, timestamp);
+            self.log.hand_in(self.seq, reservation, timestamp);
         }
     }
 }
@@ -120,8 +167,7 @@ impl<B: Backend> Drop for Filling<'_, B> {
                 "an append was abandoned half-written; the store stops accepting writes"
             );
             self.log.flush_failed.store(true, Ordering::Release);
-            self.log.abandoned_at.fetch_min(reservation.start(), Ordering::AcqRel);
-            self.log.publish_in_order(reservation, None);
+            self.log.hand_in(self.seq, reservation, None);
         }
     }
 }

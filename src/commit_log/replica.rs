@@ -195,6 +195,7 @@ impl<B: Backend> CommitLog<B> {
             // Published record by record: a roll-over's filler is published in order after them.
             writer.publish();
             self.written.store(writer.position(), Ordering::Release);
+            self.sequence.reset(writer.position());
             pos += len as usize;
         }
         if checked.sealed {
@@ -235,6 +236,7 @@ impl<B: Backend> CommitLog<B> {
         state.writer = None;
         let removed = self.segments.truncate_live(offset)?;
         self.written.store(offset, Ordering::Release);
+        self.sequence.reset(offset);
         self.committed.fetch_min(offset, Ordering::AcqRel);
         self.flushed.fetch_min(offset, Ordering::AcqRel);
         let backend = self.segments.backend();

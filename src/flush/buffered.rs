@@ -51,4 +51,8 @@ impl Flusher for WriteBufferFlush {
         }
         self.flusher.stop();
     }
+
+    fn awaits_durability(&self) -> bool {
+        false
+    }
 }

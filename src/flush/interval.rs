@@ -57,4 +57,8 @@ impl Flusher for IntervalFlush {
             service.stop();
         }
     }
+
+    fn awaits_durability(&self) -> bool {
+        false
+    }
 }

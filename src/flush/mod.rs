@@ -106,6 +106,15 @@ pub trait Flusher: Send + Sync + 'static {
     /// Called once when the store closes; stop background threads here. The store flushes
     /// everything itself afterwards.
     fn stop(&self);
+
+    /// Whether [`after_append`](Self::after_append) waits for the bytes to be flushed. The
+    /// store then calls it only once the log is published up to `end_offset` (appends fill
+    /// their records in parallel, and only what is published is flushed). A policy that never
+    /// waits returns `false`, and its puts return as soon as their own records are written.
+    /// Asked once, when the store opens.
+    fn awaits_durability(&self) -> bool {
+        true
+    }
 }
 
 /// Settings of [`FlushPolicy::sync`] (RocketMQ's SYNC_FLUSH with its GroupCommitService).
