@@ -599,16 +599,7 @@ impl<B: Backend> MessageStore<B> {
                 .append(&mut batch, now)
                 .inspect_err(|e| self.note_append_error(e))?;
             let [a] = batch;
-            let result = PutResult {
-                status: PutStatus::Ok,
-                commit_log_offset: a.commit_log_offset,
-                queue_offset: a.queue_offset,
-                wrote_bytes: a.record.len() as u32,
-                store_timestamp: a.store_timestamp,
-                store_host: self.config.store_host,
-                unique_key,
-            };
-            Ok((result, end))
+            Ok((self.put_result(&a, PutStatus::Ok, unique_key), end))
         })
     }
 
@@ -650,16 +641,21 @@ impl<B: Backend> MessageStore<B> {
         Ok(batch
             .iter()
             .zip(unique_keys)
-            .map(|(a, unique_key)| PutResult {
-                status,
-                commit_log_offset: a.commit_log_offset,
-                queue_offset: a.queue_offset,
-                wrote_bytes: a.record.len() as u32,
-                store_timestamp: a.store_timestamp,
-                store_host: self.config.store_host,
-                unique_key,
-            })
+            .map(|(a, unique_key)| self.put_result(a, status, unique_key))
             .collect())
+    }
+
+    /// What a put tells its caller about a record the log took.
+    fn put_result(&self, a: &Appending<'_>, status: PutStatus, unique_key: Option<UniqueKey>) -> PutResult {
+        PutResult {
+            status,
+            commit_log_offset: a.commit_log_offset,
+            queue_offset: a.queue_offset,
+            wrote_bytes: a.record.len() as u32,
+            store_timestamp: a.store_timestamp,
+            store_host: self.config.store_host,
+            unique_key,
+        }
     }
 
     fn check_queue(&self, topic: &str, queue_id: u32) -> Result<()> {

@@ -363,6 +363,52 @@ fn read_sim_queue(store: &MessageStore<SimBackend>, q: u32) -> Vec<(u64, Vec<u8>
     }
 }
 
+/// Three puts in other threads: the first held at the fail point with its space reserved and
+/// nothing written (released by `release`, then running `then` there), the other two let
+/// through once it holds, and the call returns when both have written their records.
+struct HeldPuts {
+    release: std::sync::mpsc::Sender<()>,
+    held: std::thread::JoinHandle<mqstore::Result<mqstore::PutResult>>,
+    behind: Vec<std::thread::JoinHandle<mqstore::Result<mqstore::PutResult>>>,
+}
+
+fn hold_a_put_with_two_behind(store: &Arc<MessageStore<SimBackend>>, then: fn()) -> HeldPuts {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = Mutex::new(released);
+    let holding = Arc::new(AtomicBool::new(false));
+    let first = AtomicBool::new(true);
+    let holding_in = Arc::clone(&holding);
+    fail::cfg_callback("commit-log-fill", move || {
+        if first.swap(false, SeqCst) {
+            holding_in.store(true, SeqCst);
+            let _ = released.lock().unwrap().recv();
+            then();
+        }
+    })
+    .unwrap();
+    let filled = Arc::new(AtomicUsize::new(0));
+    let filled_in = Arc::clone(&filled);
+    fail::cfg_callback("commit-log-filled", move || {
+        filled_in.fetch_add(1, SeqCst);
+    })
+    .unwrap();
+    let put_in_thread = |i: u64| {
+        let store = Arc::clone(store);
+        std::thread::spawn(move || store.put(Message::new("fp", 0, common::body(1000 + i, 700))))
+    };
+    let held = put_in_thread(0);
+    wait_for("the first producer to hold", || holding.load(SeqCst));
+    let behind = (1..3).map(put_in_thread).collect();
+    wait_for("the producers behind to fill", || filled.load(SeqCst) == 2);
+    fail::remove("commit-log-filled");
+    HeldPuts { release, held, behind }
+}
+
+fn behind_bodies() -> [Vec<u8>; 2] {
+    [common::body(1001, 700), common::body(1002, 700)]
+}
+
 /// After a crash with a producer held between reservation and publish (queue 0 of "fp"): the
 /// puts acknowledged before it, exactly, at their offsets; the held put's space is a hole; and
 /// the puts that filled their records behind it were not acknowledged, so each may be lost or
@@ -425,39 +471,7 @@ fn power_loss_between_reservation_and_publish_with_several_producers() {
         }
         let hole = store.max_commit_log_offset();
 
-        // The first producer through the fail point stays there until released.
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let released = Mutex::new(released);
-        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let first = std::sync::atomic::AtomicBool::new(true);
-        let held_in = Arc::clone(&held);
-        fail::cfg_callback("commit-log-fill", move || {
-            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                held_in.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = released.lock().unwrap().recv();
-            }
-        })
-        .unwrap();
-        let filled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let filled_in = Arc::clone(&filled);
-        fail::cfg_callback("commit-log-filled", move || {
-            filled_in.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        })
-        .unwrap();
-
-        let put_in_thread = |i: u64| {
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || store.put(Message::new("fp", 0, common::body(1000 + i, 700))))
-        };
-        let held_put = put_in_thread(0);
-        wait_for("the first producer to hold", || {
-            held.load(std::sync::atomic::Ordering::SeqCst)
-        });
-        let behind: Vec<_> = (1..3).map(put_in_thread).collect();
-        // Both filled their records completely and now wait for the held one.
-        wait_for("the producers behind to fill", || {
-            filled.load(std::sync::atomic::Ordering::SeqCst) == 2
-        });
+        let puts = hold_a_put_with_two_behind(&store, || {});
         assert_eq!(
             store.max_commit_log_offset(),
             hole,
@@ -467,22 +481,16 @@ fn power_loss_between_reservation_and_publish_with_several_producers() {
         store.halt();
         disk.power_loss(seed);
         // The halted store's threads finish into memory that no longer backs any file.
-        release.send(()).unwrap();
-        held_put.join().unwrap().ok();
-        for t in behind {
+        puts.release.send(()).unwrap();
+        puts.held.join().unwrap().ok();
+        for t in puts.behind {
             t.join().unwrap().ok();
         }
         fail::remove("commit-log-fill");
-        fail::remove("commit-log-filled");
         drop(store);
 
         let store = MessageStore::open_with_backend(config, disk.backend()).unwrap();
-        check_after_held_crash(
-            &store,
-            &acked,
-            hole,
-            &[common::body(1001, 700), common::body(1002, 700)],
-        );
+        check_after_held_crash(&store, &acked, hole, &behind_bodies());
         store.close().unwrap();
     }
     scenario.teardown();
@@ -508,42 +516,13 @@ fn an_append_abandoned_half_written_stops_writes_and_loses_nothing_acknowledged(
     }
     let hole = store.max_commit_log_offset();
 
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let released = Mutex::new(released);
-    let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let first = std::sync::atomic::AtomicBool::new(true);
-    let held_in = Arc::clone(&held);
-    fail::cfg_callback("commit-log-fill", move || {
-        if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            held_in.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = released.lock().unwrap().recv();
-            panic!("a bug while filling a reservation");
-        }
-    })
-    .unwrap();
-    let filled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let filled_in = Arc::clone(&filled);
-    fail::cfg_callback("commit-log-filled", move || {
-        filled_in.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    })
-    .unwrap();
-    let put_in_thread = |i: u64| {
-        let store = Arc::clone(&store);
-        std::thread::spawn(move || store.put(Message::new("fp", 0, common::body(1000 + i, 700))))
-    };
-    let doomed = put_in_thread(0);
-    wait_for("the first producer to hold", || {
-        held.load(std::sync::atomic::Ordering::SeqCst)
-    });
-    let behind: Vec<_> = (1..3).map(put_in_thread).collect();
-    wait_for("the producers behind to fill", || {
-        filled.load(std::sync::atomic::Ordering::SeqCst) == 2
-    });
-    release.send(()).unwrap();
-    assert!(doomed.join().is_err(), "the held producer panics");
+    let puts = hold_a_put_with_two_behind(&store, || panic!("a bug while filling a reservation"));
+    puts.release.send(()).unwrap();
+    assert!(puts.held.join().is_err(), "the held producer panics");
     // Under the async policy the puts behind did not wait for the held one: their records are
     // whole, and they were acknowledged.
-    let behind_acked: Vec<u64> = behind
+    let behind_acked: Vec<u64> = puts
+        .behind
         .into_iter()
         .map(|t| {
             t.join()
@@ -555,7 +534,6 @@ fn an_append_abandoned_half_written_stops_writes_and_loses_nothing_acknowledged(
     let err = store.put(Message::new("fp", 0, common::body(7, 100))).unwrap_err();
     assert!(matches!(err, Error::NotWriteable(_)), "{err:?}");
     fail::remove("commit-log-fill");
-    fail::remove("commit-log-filled");
     // As a process that dies of the panic: no clean close, the page cache kept.
     store.halt();
     drop(store);
@@ -565,12 +543,7 @@ fn an_append_abandoned_half_written_stops_writes_and_loses_nothing_acknowledged(
     for q in &behind_acked {
         assert!(kept.contains(q), "acknowledged put at queue offset {q} lost: {kept:?}");
     }
-    check_after_held_crash(
-        &store,
-        &acked,
-        hole,
-        &[common::body(1001, 700), common::body(1002, 700)],
-    );
+    check_after_held_crash(&store, &acked, hole, &behind_bodies());
     store.close().unwrap();
     scenario.teardown();
 }
