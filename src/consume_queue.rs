@@ -656,6 +656,47 @@ impl<B: Backend> ConsumeQueue<B> {
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type TopicQueues<B> = FastMap<u32, Arc<ConsumeQueue<B>>>;
 
+/// The queues one thread has looked up in a [`QueueTable`], kept by that thread. Every lookup in
+/// the table writes its lock and the queue's reference count: a thread that looked up the queue
+/// of every record it dispatches moved those cache lines away from the producers, which look
+/// up the same queues, on every put. Queues never leave a table, so an entry never goes stale.
+pub struct QueueCache<B: Backend> {
+    queues: FastMap<String, FastMap<u32, Arc<ConsumeQueue<B>>>>,
+}
+
+impl<B: Backend> Default for QueueCache<B> {
+    fn default() -> Self {
+        QueueCache {
+            queues: FastMap::default(),
+        }
+    }
+}
+
+impl<B: Backend> QueueCache<B> {
+    /// The queue, if the table has it.
+    pub fn get(&mut self, table: &QueueTable<B>, topic: &str, queue_id: u32) -> Option<&Arc<ConsumeQueue<B>>> {
+        if !self.queues.get(topic).is_some_and(|m| m.contains_key(&queue_id)) {
+            let q = table.get(topic, queue_id)?;
+            self.queues.entry(topic.to_string()).or_default().insert(queue_id, q);
+        }
+        self.queues.get(topic)?.get(&queue_id)
+    }
+
+    /// The queue, created in the table if missing (see [`QueueTable::get_or_create`]).
+    pub fn get_or_create(
+        &mut self,
+        table: &QueueTable<B>,
+        topic: &str,
+        queue_id: u32,
+    ) -> Result<&Arc<ConsumeQueue<B>>> {
+        let per_topic = self.queues.entry(topic.to_string()).or_default();
+        match per_topic.entry(queue_id) {
+            std::collections::hash_map::Entry::Occupied(q) => Ok(q.into_mut()),
+            std::collections::hash_map::Entry::Vacant(slot) => Ok(slot.insert(table.get_or_create(topic, queue_id)?)),
+        }
+    }
+}
+
 /// All consume queues of a store, by topic and queue id.
 pub struct QueueTable<B: Backend> {
     backend: Arc<B>,

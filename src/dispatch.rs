@@ -13,7 +13,7 @@ use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::codec::RecordView;
 use crate::codec::{self, Verify};
 use crate::commit_log::{CommitLog, Entry};
-use crate::consume_queue::{ConsumeQueue, CqUnit, QueueTable, UnitPut};
+use crate::consume_queue::{ConsumeQueue, CqUnit, QueueCache, QueueTable, UnitPut};
 use crate::error::Result;
 use crate::flush::FlushTarget;
 use crate::index::IndexService;
@@ -190,7 +190,8 @@ pub fn dispatch_range<B: Backend>(
     skip: &[(u64, u64)],
     warm_up: bool,
 ) -> Result<Dispatched> {
-    let (step, failure) = dispatch_range_partly(log, targets, from, limit, skip, warm_up);
+    let mut cache = QueueCache::default();
+    let (step, failure) = dispatch_range_partly(log, targets, &mut cache, from, limit, skip, warm_up);
     match failure {
         Some(e) => Err(e),
         None => Ok(step),
@@ -199,9 +200,11 @@ pub fn dispatch_range<B: Backend>(
 
 /// As [`dispatch_range`], keeping what was done before a failure (a consume-queue file that
 /// cannot be created on a full disk): everything below the returned offset is dispatched.
+/// `cache`: the queues this thread has looked up, kept from one step to the next.
 pub fn dispatch_range_partly<B: Backend>(
     log: &CommitLog<B>,
     targets: Targets<'_, B>,
+    cache: &mut QueueCache<B>,
     from: u64,
     limit: u64,
     skip: &[(u64, u64)],
@@ -209,7 +212,6 @@ pub fn dispatch_range_partly<B: Backend>(
 ) -> (Dispatched, Option<crate::error::Error>) {
     let queues = targets.queues;
     let mut last_timestamp = 0u64;
-    let mut cached: Option<Arc<ConsumeQueue<B>>> = None;
     // Everything below the record being dispatched is done.
     let mut done = from;
     let walked = for_each_record(log, from, limit, skip, targets.verify, |offset, view| {
@@ -222,24 +224,22 @@ pub fn dispatch_range_partly<B: Backend>(
         if below && !targets.rebuilding || !is_dispatched(view.sys_flag) {
             return Ok(());
         }
-        let cq = match &cached {
-            Some(q) if q.topic() == view.topic && q.queue_id() == view.queue_id => Arc::clone(q),
-            _ => {
-                let q = if below {
-                    // Only a queue being rebuilt takes these, and it exists already.
-                    match queues.get(view.topic, view.queue_id) {
-                        Some(q) => q,
-                        None => return Ok(()),
-                    }
-                } else {
+        let cq = if below {
+            // Only a queue being rebuilt takes these, and it exists already.
+            match cache.get(queues, view.topic, view.queue_id) {
+                Some(q) => q,
+                None => return Ok(()),
+            }
+        } else {
+            match cache.get(queues, view.topic, view.queue_id) {
+                Some(q) => q,
+                None => {
                     if let Err(e) = validate_topic(view.topic) {
                         tracing::error!(offset, error = %e, "record with an unusable topic name not dispatched");
                         return Ok(());
                     }
-                    queues.get_or_create(view.topic, view.queue_id)?
-                };
-                cached = Some(Arc::clone(&q));
-                q
+                    cache.get_or_create(queues, view.topic, view.queue_id)?
+                }
             }
         };
         if below && !cq.rebuilding() {
@@ -253,7 +253,7 @@ pub fn dispatch_range_partly<B: Backend>(
         if let UnitPut::Differs(held) = cq.put(view.queue_offset, unit, warm_up)? {
             match targets.repairs {
                 Some(repairs) => repairs.lock().push(UnitRepair {
-                    queue: Arc::clone(&cq),
+                    queue: Arc::clone(cq),
                     queue_offset: view.queue_offset,
                     unit,
                 }),
@@ -420,6 +420,7 @@ impl Dispatcher {
 }
 
 fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, targets: Targets<'_, B>, warm_up: bool) {
+    let mut cache = QueueCache::default();
     let mut stalled_at = None;
     let mut empty_polls = 0u32;
     loop {
@@ -427,7 +428,7 @@ fn run<B: Backend>(shared: &DispatchShared, log: &CommitLog<B>, targets: Targets
         let from = shared.dispatched();
         let limit = log.max_offset();
         if from < limit && stalled_at != Some((from, limit)) {
-            let (step, failure) = dispatch_range_partly(log, targets, from, limit, &[], warm_up);
+            let (step, failure) = dispatch_range_partly(log, targets, &mut cache, from, limit, &[], warm_up);
             // What was done is kept even before a failure: retention waits for it.
             if step.offset > from {
                 empty_polls = 0;
