@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mqstore::codec::{self, EncodedRecord, RecordPlan, RecordSpec, Verify};
 use mqstore::{FlushPolicy, Message, MessageStore, StoreConfig};
 
@@ -54,30 +54,6 @@ fn append(c: &mut Criterion) {
         }
     }
     group.finish();
-}
-
-/// The store's own cost of an async put of 1 KiB: each message is built outside the timing (a
-/// broker receives its bodies already owned), so what is timed is `put` alone, to compare with
-/// `codec_1KiB/ceiling_copy_and_two_crcs`, the least work such an append can do.
-fn append_store_only(c: &mut Criterion) {
-    let mut group = c.benchmark_group("append_store_only");
-    group.throughput(Throughput::Elements(1));
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), FlushPolicy::asynchronous());
-    let body = vec![0xA5u8; 1024];
-    let mut i = 0u32;
-    group.bench_function("async_1KiB", |b| {
-        b.iter_batched(
-            || {
-                i = i.wrapping_add(1);
-                Message::new("bench", i % 4, body.clone())
-            },
-            |m| store.put(m).unwrap(),
-            BatchSize::SmallInput,
-        )
-    });
-    group.finish();
-    store.close().unwrap();
 }
 
 /// Sync appends from one thread keeping `in_flight` puts pending: what group commit gives a
@@ -283,7 +259,6 @@ fn codec_bench(c: &mut Criterion) {
 criterion_group!(
     benches,
     append,
-    append_store_only,
     batch_append,
     pipelined_sync_append,
     sequential_read,
