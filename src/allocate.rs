@@ -47,6 +47,8 @@ struct Shared<B: Backend> {
     bin: RecycleBin<B::Storage>,
     /// Bytes of the file system a new file must leave available.
     reserved_space: u64,
+    /// Segment files created since open.
+    created: AtomicU64,
 }
 
 impl<B: Backend> Shared<B> {
@@ -54,7 +56,9 @@ impl<B: Backend> Shared<B> {
     fn create(&self, start: u64) -> Result<Segment<B::Storage>> {
         let size = self.segments.segment_size();
         check_reserve(self.segments.dir(), self.reserved_space, size, start)?;
-        self.segments.prepare(start, false)
+        let segment = self.segments.prepare(start, false)?;
+        self.created.fetch_add(1, Ordering::Relaxed);
+        Ok(segment)
     }
 }
 
@@ -132,6 +136,7 @@ impl<B: Backend> Preallocator<B> {
             zero_fill,
             bin,
             reserved_space,
+            created: AtomicU64::new(0),
         });
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -205,6 +210,11 @@ impl<B: Backend> Preallocator<B> {
             held.push(segment);
         }
         Ok(None)
+    }
+
+    /// Segment files created since open.
+    pub fn created(&self) -> u64 {
+        self.shared.created.load(Ordering::Relaxed)
     }
 
     /// Segments in the bin now, and segments reused since open.

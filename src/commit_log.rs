@@ -17,6 +17,7 @@ use crate::allocate::Preallocator;
 use crate::codec::{self, BLANK_LEN, DecodeError, Frame, RecordPlan, RecordView, Verify};
 use crate::error::{Error, IoContext, Result};
 use crate::flush::FlushTarget;
+use crate::latency::{LatencyHistogram, LatencyRecorder};
 use crate::segment::buffer::BufferPool;
 use crate::segment::{Backend, SegmentQueue, SegmentWriter};
 use crate::segment::{SegmentRef, SizeRule};
@@ -96,7 +97,12 @@ pub struct CommitLog<B: Backend> {
     /// A flush failed: after a failed fsync the kernel may have dropped the dirty pages, so
     /// nothing written since can be trusted to reach the disk.
     flush_failed: AtomicBool,
+    /// How long each sync of a range of the log took.
+    sync_latency: LatencyRecorder,
 }
+
+/// A sync slower than this is logged: the disk, not the store, is then what puts wait on.
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The directory, beside `commitlog/`, of retired segments waiting for reuse.
 pub const RECYCLED_DIR: &str = "recycled";
@@ -167,6 +173,7 @@ impl<B: Backend> CommitLog<B> {
             flushed_timestamp: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             flush_failed: AtomicBool::new(false),
+            sync_latency: LatencyRecorder::default(),
         })
     }
 
@@ -433,6 +440,7 @@ impl<B: Backend> CommitLog<B> {
             }
         }
         let segment = self.segments.install(prepared)?;
+        tracing::debug!(start = segment.start(), "commit log rolled to a new segment");
         self.allocator.request(segment.end());
         let w = segment
             .claim_writer()
@@ -458,6 +466,17 @@ impl<B: Backend> CommitLog<B> {
             bytes[from..].fill(0);
         }
         filling.finish(None);
+    }
+
+    /// How long the syncs of the log took, since open.
+    pub fn sync_latency(&self) -> LatencyHistogram {
+        self.sync_latency.snapshot()
+    }
+
+    /// Commit-log segment files created since open (not counting those reused from the
+    /// recycle bin).
+    pub fn segments_created(&self) -> u64 {
+        self.allocator.created()
     }
 
     /// Whether a flush has failed (the store must stop accepting writes).
@@ -555,9 +574,23 @@ impl<B: Backend> FlushTarget for CommitLog<B> {
         while at < written
             && let Some(segment) = self.segments.find(at)
         {
+            let before = segment.flushed();
+            let started = std::time::Instant::now();
             let f = segment.flush(least_pages).inspect_err(|_| {
                 self.flush_failed.store(true, Ordering::Release);
             })?;
+            if f > before {
+                let took = started.elapsed();
+                self.sync_latency.record(took);
+                if took >= SLOW_SYNC {
+                    tracing::warn!(
+                        segment = segment.start(),
+                        bytes = f - before,
+                        ms = took.as_millis() as u64,
+                        "slow sync of the commit log"
+                    );
+                }
+            }
             durable = segment.start() + f;
             // Published segment by segment: retention and the checkpoint wait for it.
             self.flushed.fetch_max(durable, Ordering::AcqRel);

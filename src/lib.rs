@@ -44,6 +44,7 @@ mod files;
 pub mod flush;
 pub mod index;
 pub mod inspect;
+mod latency;
 pub mod layout;
 pub mod message;
 pub mod meta;

@@ -256,6 +256,8 @@ pub(crate) struct Retention<B: Backend> {
     checkpoint: Arc<CheckpointFile>,
     /// One pass at a time.
     pass: Mutex<Option<RetentionPass>>,
+    /// Passes run since open.
+    passes: std::sync::atomic::AtomicU64,
     shared: Mutex<Shared>,
     wake: Condvar,
 }
@@ -279,6 +281,7 @@ impl<B: Backend> Retention<B> {
             dispatch,
             checkpoint,
             pass: Mutex::new(None),
+            passes: std::sync::atomic::AtomicU64::new(0),
             shared: Mutex::new(Shared {
                 stop: false,
                 disk_full: false,
@@ -330,6 +333,11 @@ impl<B: Backend> Retention<B> {
     pub(crate) fn disk_full(&self) {
         self.shared.lock().disk_full = true;
         self.wake.notify_all();
+    }
+
+    /// Passes run since open.
+    pub(crate) fn passes(&self) -> u64 {
+        self.passes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The last pass that ran.
@@ -401,6 +409,7 @@ impl<B: Backend> Retention<B> {
             tracing::info!(?report, "retention pass");
         }
         *last = Some(report.clone());
+        self.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(report)
     }
 

@@ -9,15 +9,13 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub use crate::latency::LatencyHistogram;
+use crate::latency::{BUCKETS, bucket_of};
+use crate::replication::ReplicaStatus;
 use crate::retention::RetentionPass;
 
 /// Stripes of counters: producers on different threads mostly write different cache lines.
 const STRIPES: usize = 16;
-
-/// Latency buckets: bucket 0 holds puts under 2^`FIRST_SHIFT` ns, bucket `i` those under
-/// 2^(`FIRST_SHIFT` + i) ns, the last one everything slower.
-const BUCKETS: usize = 28;
-const FIRST_SHIFT: u32 = 8;
 
 #[repr(align(128))]
 #[derive(Default)]
@@ -50,11 +48,6 @@ fn stripe_index() -> usize {
         }
         i
     })
-}
-
-fn bucket_of(nanos: u64) -> usize {
-    let bits = 64 - nanos.leading_zeros();
-    (bits.saturating_sub(FIRST_SHIFT) as usize).min(BUCKETS - 1)
 }
 
 impl Counters {
@@ -97,54 +90,7 @@ impl Counters {
         stats.gets = self.sum(|s| &s.gets);
         stats.got_messages = self.sum(|s| &s.got_messages);
         stats.got_bytes = self.sum(|s| &s.got_bytes);
-        stats.put_latency = LatencyHistogram {
-            counts: (0..BUCKETS).map(|b| self.sum(|s| &s.latency[b])).collect(),
-        };
-    }
-}
-
-/// Put latencies since open, in power-of-two buckets of nanoseconds.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LatencyHistogram {
-    counts: Vec<u64>,
-}
-
-impl LatencyHistogram {
-    /// `(upper bound, count)` per bucket, fastest first: puts that took less than the bound
-    /// (and at least the previous one). The last bound is `Duration::MAX`.
-    pub fn buckets(&self) -> Vec<(Duration, u64)> {
-        self.counts
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| {
-                let bound = if i + 1 == self.counts.len() {
-                    Duration::MAX
-                } else {
-                    Duration::from_nanos(1u64 << (FIRST_SHIFT + i as u32))
-                };
-                (bound, n)
-            })
-            .collect()
-    }
-
-    /// Puts counted.
-    pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// An upper bound of the `q` quantile (0.0-1.0): the bound of the bucket that holds it
-    /// (within a factor of two of the true value). `None` with nothing counted.
-    pub fn quantile(&self, q: f64) -> Option<Duration> {
-        let total = self.count();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        self.buckets().into_iter().find_map(|(bound, n)| {
-            seen += n;
-            (seen >= rank).then_some(bound)
-        })
+        stats.put_latency = LatencyHistogram::from_counts((0..BUCKETS).map(|b| self.sum(|s| &s.latency[b])).collect());
     }
 }
 
@@ -194,6 +140,16 @@ pub struct StoreStats {
     pub segments_in_recycle_bin: usize,
     /// Segments reused from the bin since open.
     pub segments_recycled: u64,
+    /// Commit-log segment files created since open (reused ones not counted).
+    pub segments_created: u64,
+    /// How long each sync of the commit log took (an msync or fdatasync of a range, whichever
+    /// policy or call asked for it), since open.
+    pub sync_latency: LatencyHistogram,
+    /// Retention passes run since open.
+    pub retention_passes: u64,
+    /// Each connected slave of a master and what it holds; its lag is
+    /// `max_commit_log_offset - acked_offset`.
+    pub replicas: Vec<ReplicaStatus>,
 }
 
 /// The metric names [`StoreStats::publish_metrics`] writes, with what each is. Counters count
@@ -209,8 +165,22 @@ pub const METRICS: &[(&str, &str)] = &[
         "counter: commit-log segments reused from the recycle bin",
     ),
     (
+        "mqstore_segments_created_total",
+        "counter: commit-log segment files created (reused ones not counted)",
+    ),
+    ("mqstore_syncs_total", "counter: syncs of the commit log"),
+    ("mqstore_retention_passes_total", "counter: retention passes run"),
+    (
         "mqstore_put_latency_seconds",
         "gauge, label quantile (0.5, 0.99, 0.999, 1): put latency since open",
+    ),
+    (
+        "mqstore_sync_latency_seconds",
+        "gauge, label quantile (0.5, 0.99, 0.999, 1): commit-log sync latency since open",
+    ),
+    (
+        "mqstore_replication_lag_bytes",
+        "gauge, label slave (its name): bytes of the master's log the slave does not hold yet",
     ),
     ("mqstore_commit_log_min_offset", "gauge: the commit log's first offset"),
     ("mqstore_commit_log_max_offset", "gauge: one past its last byte"),
@@ -259,10 +229,20 @@ impl StoreStats {
         counter!("mqstore_got_messages_total").absolute(self.got_messages);
         counter!("mqstore_got_bytes_total").absolute(self.got_bytes);
         counter!("mqstore_segments_recycled_total").absolute(self.segments_recycled);
+        counter!("mqstore_segments_created_total").absolute(self.segments_created);
+        counter!("mqstore_syncs_total").absolute(self.sync_latency.count());
+        counter!("mqstore_retention_passes_total").absolute(self.retention_passes);
         for (label, q) in [("0.5", 0.5), ("0.99", 0.99), ("0.999", 0.999), ("1", 1.0)] {
             if let Some(d) = self.put_latency.quantile(q) {
                 gauge!("mqstore_put_latency_seconds", "quantile" => label).set(d.as_secs_f64());
             }
+            if let Some(d) = self.sync_latency.quantile(q) {
+                gauge!("mqstore_sync_latency_seconds", "quantile" => label).set(d.as_secs_f64());
+            }
+        }
+        for r in &self.replicas {
+            let lag = self.max_commit_log_offset.saturating_sub(r.acked_offset);
+            gauge!("mqstore_replication_lag_bytes", "slave" => r.name.clone()).set(lag as f64);
         }
         gauge!("mqstore_commit_log_min_offset").set(self.min_commit_log_offset as f64);
         gauge!("mqstore_commit_log_max_offset").set(self.max_commit_log_offset as f64);

@@ -465,6 +465,10 @@ impl<B: Backend> MessageStore<B> {
         s.disk_usage_forced_ratio = self.config.retention.disk_space_clean_forcibly_ratio;
         s.last_retention = self.retention.last_pass();
         (s.segments_in_recycle_bin, s.segments_recycled) = self.log.recycled();
+        s.segments_created = self.log.segments_created();
+        s.sync_latency = self.log.sync_latency();
+        s.retention_passes = self.retention.passes();
+        s.replicas = self.replicas();
         s
     }
 

@@ -851,3 +851,27 @@ fn config_default_file_checks_and_drives_a_bench() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("mdoe"), "{}", stderr(&out));
 }
+
+/// `-v` shows the store's events on stderr (here, the end of recovery at open); without it the
+/// program is quiet.
+#[test]
+fn verbose_shows_the_store_events() {
+    let run = |verbose: bool| {
+        let mut args = vec!["bench", "--flush", "async", "--messages", "100", "--producers", "1"];
+        args.extend(["--segment-size", "1048576"]);
+        if verbose {
+            args.push("-v");
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_mqstore"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run the mqstore binary");
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let loud = run(true);
+    assert!(loud.contains("store recovered after a clean shutdown"), "{loud}");
+    let quiet = run(false);
+    assert!(!quiet.contains("recovered"), "{quiet}");
+}

@@ -347,6 +347,18 @@ fn a_sync_master_can_require_two_slaves() {
     caught_up(&s2, &m);
     same_queues(&m, &s1);
     same_queues(&m, &s2);
+    // The master's stats name both slaves, each holding all of a sync master's acknowledged log.
+    let stats = m.stats();
+    assert_eq!(stats.replicas.len(), 2, "{:?}", stats.replicas);
+    assert!(
+        stats
+            .replicas
+            .iter()
+            .all(|r| r.acked_offset == stats.max_commit_log_offset),
+        "no lag after every put was acknowledged by both: {:?}",
+        stats.replicas
+    );
+    assert!(s1.stats().replicas.is_empty(), "a slave has no slaves");
 }
 
 #[test]

@@ -64,10 +64,23 @@ fn counts_puts_gets_files_and_retention() {
     assert!(s.disk_usage.is_some_and(|u| (0.0..=1.0).contains(&u)));
     assert_eq!((s.disk_usage_retention_ratio, s.disk_usage_forced_ratio), (0.75, 0.85));
     assert_eq!(s.last_retention, None);
+    assert_eq!(s.retention_passes, 0);
+    // Every segment the log holds was created here (none came from a recycle bin), and the one
+    // prepared ahead of need may be created already.
+    let segments = s.commit_log_segments as u64;
+    assert!(
+        (segments..=segments + 1).contains(&s.segments_created),
+        "{} created for {segments}",
+        s.segments_created
+    );
+    // `flush` synced what the async policy had not yet: at least one sync, each counted once.
+    assert!(s.sync_latency.count() >= 1);
+    assert!(s.replicas.is_empty(), "a lone master has no slaves");
 
     let pass = store.delete_expired_now().unwrap();
     let s = store.stats();
     assert_eq!(s.last_retention, Some(pass.clone()));
+    assert_eq!(s.retention_passes, 1);
     assert!(pass.segments_deleted > 0);
     assert_eq!(s.min_commit_log_offset, store.min_commit_log_offset());
     assert_eq!(s.segments_in_recycle_bin, pass.segments_recycled.min(2));
@@ -175,6 +188,9 @@ fn publishes_the_snapshot_to_the_metrics_facade() {
     assert_eq!(counter("mqstore_put_bytes_total"), bytes);
     assert_eq!(counter("mqstore_gets_total"), 1);
     assert_eq!(counter("mqstore_got_messages_total"), 20);
+    assert!(counter("mqstore_segments_created_total") >= 1);
+    assert_eq!(counter("mqstore_retention_passes_total"), 0);
+    assert_eq!(counter("mqstore_syncs_total"), store.stats().sync_latency.count());
     assert_eq!(
         gauge("mqstore_commit_log_max_offset[]"),
         store.max_commit_log_offset() as f64
@@ -192,5 +208,23 @@ fn publishes_the_snapshot_to_the_metrics_facade() {
             "{name} undocumented"
         );
     }
+    store.close().unwrap();
+}
+
+/// Under the sync policy every put waits for a sync, and the sync histogram counts each.
+#[test]
+fn sync_latency_counts_the_syncs_puts_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path()).flush_policy(FlushPolicy::sync())).unwrap();
+    let before = store.stats().sync_latency.count();
+    for i in 0..20u64 {
+        store.put(Message::new("s", 0, vec![i as u8; 200])).unwrap();
+    }
+    let s = store.stats();
+    let syncs = s.sync_latency.count() - before;
+    // Each put's bytes arrive after the previous put's sync: one sync each at least (a
+    // checkpoint's flush racing the leader may split one in two).
+    assert!((20..=40).contains(&syncs), "{syncs} syncs for 20 sequential sync puts");
+    assert!(s.sync_latency.quantile(0.5).unwrap() <= s.sync_latency.quantile(1.0).unwrap());
     store.close().unwrap();
 }

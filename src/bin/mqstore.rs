@@ -23,6 +23,9 @@
 //!   a comment); `config --check FILE` reads one as `StoreConfig::from_toml_file` does and
 //!   prints every setting it makes, or the error naming the key and the line.
 //!
+//! `-v` (before or after the command) shows the store's events on stderr, `-vv` and `-vvv` more;
+//! `RUST_LOG` overrides it.
+//!
 //! Exit codes: 0 success; 1 the command ran and found a failure (a put that failed, a record
 //! that does not decode or verify, a file that cannot be read); 2 usage error (bad flags, a
 //! directory that is missing or unreadable).
@@ -52,6 +55,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "mqstore", version, about, long_about = None)]
 struct Cli {
+    /// Show the store's events on stderr: -v its warnings and what it did (recovery, retention
+    /// passes, segments), -vv debug, -vvv everything. RUST_LOG, when set, decides instead
+    /// (e.g. RUST_LOG=mqstore=warn).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -131,9 +139,17 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Quiet unless asked: RUST_LOG=mqstore=info (or warn, debug...) shows the store's events
-    // on stderr.
-    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+    // Quiet unless asked, by -v or RUST_LOG: the store's events on stderr.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().ok().or_else(|| {
+        let level = match cli.verbose {
+            0 => return None,
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        };
+        Some(tracing_subscriber::EnvFilter::new(format!("mqstore={level}")))
+    });
+    if let Some(filter) = filter {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
