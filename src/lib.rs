@@ -7,7 +7,26 @@
 //!   preallocated, memory-mapped segments;
 //! - **consume queues**: per (topic, queue id), 20-byte units that find queue offset N in O(1),
 //!   built from the commit log by a background dispatcher;
-//! - **pluggable durability**: a [`FlushPolicy`] chosen at open, or your own [`flush::Flusher`].
+//! - an **index** by key, unique id and time;
+//! - **pluggable durability**: a [`FlushPolicy`] chosen at open, or your own [`flush::Flusher`];
+//! - **replication** in RocketMQ's master/slave model ([`replication`]);
+//! - **recovery** that checks every record past a safe point, and **retention** that keeps the
+//!   store within a disk budget ([`RetentionConfig`]).
+//!
+//! ## A store's life: open, put, get, query, close
+//!
+//! [`StoreConfig`] says where and how (every setting has a default, and a TOML file can hold
+//! them: [`StoreConfig::from_toml_file`]); [`MessageStore::open`] recovers whatever the
+//! directory holds and starts the store's threads. [`MessageStore::put`] appends a [`Message`]
+//! and answers a [`PutResult`] once the policy's durability is met (its [`PutStatus`] says
+//! whether it was); [`MessageStore::put_async`] and [`MessageStore::put_batch`] are the
+//! pipelined and the batched forms. [`MessageStore::get`] pages a queue from an offset and
+//! answers a [`GetResult`] with [`StoredMessage`]s that borrow the store's memory (no copy), or a
+//! [`GetStatus`] and the offset to go on from. Messages are found again by key
+//! ([`MessageStore::query_by_key`]), by id ([`MessageStore::get_by_id`]) and by time
+//! ([`MessageStore::offset_for_timestamp`]); consumer groups keep their progress with
+//! [`MessageStore::commit_offset`]. [`MessageStore::close`] flushes everything and marks the
+//! shutdown clean. Errors are one enum, [`Error`].
 //!
 //! ```
 //! use mqstore::{FlushPolicy, GetStatus, Message, MessageStore, PutStatus, StoreConfig};
@@ -17,15 +36,43 @@
 //!     .flush_policy(FlushPolicy::sync())
 //!     .commit_log_segment_size(1 << 20);
 //! let store = MessageStore::open(config)?;
+//!
+//! // Put: durable on return under the sync policy.
 //! let r = store.put(Message::new("orders", 0, b"order #42".to_vec()).with_tags("TagA").with_keys(["order-42"]))?;
-//! assert_eq!(r.status, PutStatus::Ok); // durable: the sync policy flushed it before returning
+//! assert_eq!(r.status, PutStatus::Ok);
+//!
+//! // Get: a page of queue 0 of "orders" from the offset the put was given.
 //! let g = store.get("orders", 0, r.queue_offset, 32)?;
 //! assert_eq!(g.status, GetStatus::Found);
 //! assert_eq!(g.messages[0].body(), b"order #42");
 //! assert_eq!(g.messages[0].keys(), vec!["order-42"]);
+//!
+//! // Query: by key, by the message id a producer was given, by time.
+//! let found = store.query_by_key("orders", "order-42", 16)?;
+//! assert_eq!(found[0].queue_offset(), r.queue_offset);
+//! let by_id = store.get_by_id(&found[0].msg_id())?.expect("the id names the record");
+//! assert_eq!(by_id.body(), b"order #42");
+//! assert_eq!(store.offset_for_timestamp("orders", 0, r.store_timestamp)?, r.queue_offset);
+//!
+//! // A consumer group's progress survives a restart.
+//! store.commit_offset("billing", "orders", 0, r.queue_offset + 1)?;
+//! store.close()?;
+//!
+//! let store = MessageStore::open(StoreConfig::new(dir.path()))?;
+//! assert_eq!(store.committed_offset("billing", "orders", 0)?, Some(r.queue_offset + 1));
+//! assert_eq!(store.max_offset("orders", 0), r.queue_offset + 1);
 //! store.close()?;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Where to read on
+//!
+//! - [`StoreConfig`] and its parts ([`FlushPolicy`], [`RetentionConfig`],
+//!   [`replication::ReplicationConfig`]) for every knob; [`StoreStats`] for what to watch.
+//! - The repository's `docs/`: `architecture.md` (the parts and the data flow), `format.md`
+//!   (the bytes), `durability.md` (what each policy loses to each failure), `operations.md`,
+//!   `replication.md`, `performance.md`, `comparison.md`.
+//! - What is stable and what is not: the README's "Stability" section.
 //!
 //! `unsafe` lives only in the [`segment`] module.
 #![deny(unsafe_code)]
