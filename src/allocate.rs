@@ -141,7 +141,10 @@ impl<B: Backend> Preallocator<B> {
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("mqstore-allocate".into())
-            .spawn(move || run(&s))
+            .spawn(move || {
+                crate::segment::lower_thread_priority();
+                run(&s)
+            })
             .at(bin_dir)?;
         Ok(Preallocator {
             shared,

@@ -295,7 +295,10 @@ impl<B: Backend> Retention<B> {
         let this = Arc::clone(self);
         std::thread::Builder::new()
             .name("mqstore-retention".into())
-            .spawn(move || this.run())
+            .spawn(move || {
+                crate::segment::lower_thread_priority();
+                this.run()
+            })
     }
 
     fn run(&self) {

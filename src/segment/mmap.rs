@@ -162,6 +162,17 @@ impl Drop for IdleIo {
     }
 }
 
+/// Lowers the calling thread's CPU priority (nice 10), for the store's housekeeping threads
+/// (segment preparation, retention, checkpoints): on a machine with few cores they then take the
+/// CPU from a producer only when it has nothing to run, instead of for whole scheduler slices.
+pub fn lower_thread_priority() {
+    // SAFETY: a system call with integer arguments only; on Linux, `PRIO_PROCESS` with `who` 0
+    // sets the nice value of the calling thread alone.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) } != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "could not lower the thread's priority");
+    }
+}
+
 /// The entries of `dir`, sorted by name, with their metadata; a missing directory is empty.
 fn entries(dir: &Path) -> io::Result<Vec<(String, fs::Metadata)>> {
     let read = match fs::read_dir(dir) {
