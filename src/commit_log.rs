@@ -99,6 +99,9 @@ pub struct CommitLog<B: Backend> {
     flush_failed: AtomicBool,
     /// How long each sync of a range of the log took.
     sync_latency: LatencyRecorder,
+    /// An append was published unfilled (its filling code panicked): recovery will skip its
+    /// bytes, so the log takes no more appends.
+    abandoned: AtomicBool,
 }
 
 /// A sync slower than this is logged: the disk, not the store, is then what puts wait on.
@@ -174,6 +177,7 @@ impl<B: Backend> CommitLog<B> {
             closed: AtomicBool::new(false),
             flush_failed: AtomicBool::new(false),
             sync_latency: LatencyRecorder::default(),
+            abandoned: AtomicBool::new(false),
         })
     }
 
@@ -477,6 +481,18 @@ impl<B: Backend> CommitLog<B> {
     /// recycle bin).
     pub fn segments_created(&self) -> u64 {
         self.allocator.created()
+    }
+
+    /// Why the log takes no more writes, if it does not: a failed flush, or an append abandoned
+    /// half-written.
+    pub fn refusal(&self) -> Option<&'static str> {
+        if self.abandoned.load(Ordering::Acquire) {
+            Some("an append was abandoned half-written")
+        } else if self.flush_failed() {
+            Some("a commit-log flush failed")
+        } else {
+            None
+        }
     }
 
     /// Whether a flush has failed (the store must stop accepting writes).

@@ -504,7 +504,10 @@ impl<B: Backend> MessageStore<B> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        if !self.writeable.load(Ordering::Acquire) || self.log.flush_failed() {
+        if let Some(why) = self.log.refusal() {
+            return Err(Error::NotWriteable(why));
+        }
+        if !self.writeable.load(Ordering::Acquire) {
             return Err(Error::NotWriteable("a commit-log flush failed"));
         }
         Ok(())
@@ -1089,7 +1092,7 @@ impl<B: Backend> MessageStore<B> {
                     &self.checkpoint,
                 )
             });
-        if caught_up && flushed.is_ok() && self.writeable.load(Ordering::Acquire) && !self.log.flush_failed() {
+        if caught_up && flushed.is_ok() && self.writeable.load(Ordering::Acquire) && self.log.refusal().is_none() {
             let abort = self.dir.join(ABORT_FILE);
             fs::remove_file(&abort).at(&abort)?;
             sync_dir(&self.dir)?;

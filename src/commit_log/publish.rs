@@ -166,7 +166,7 @@ impl<B: Backend> Drop for Filling<'_, B> {
                 start = reservation.start(),
                 "an append was abandoned half-written; the store stops accepting writes"
             );
-            self.log.flush_failed.store(true, Ordering::Release);
+            self.log.abandoned.store(true, Ordering::Release);
             self.log.hand_in(self.seq, reservation, None);
         }
     }

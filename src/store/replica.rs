@@ -69,7 +69,10 @@ impl<B: Backend> LogAccess for StoreLog<B> {
     }
 
     fn append_replicated(&self, offset: u64, bytes: &[u8]) -> Result<u64> {
-        if !self.writeable.load(Ordering::Acquire) || self.log.flush_failed() {
+        if let Some(why) = self.log.refusal() {
+            return Err(Error::NotWriteable(why));
+        }
+        if !self.writeable.load(Ordering::Acquire) {
             return Err(Error::NotWriteable("a commit-log flush failed"));
         }
         let end = self.log.append_replicated(offset, bytes, self.verify)?;
