@@ -104,12 +104,13 @@ impl<B: Backend> CommitLog<B> {
                     reservation.start()
                 );
             }
-            // Before the end moves: a flush reads the timestamp first, then the end, and
-            // promises the timestamp durable once that end is.
+            self.written.store(end, Ordering::Release);
+            // After the end moved: a flush reads the timestamp first, then the end, and promises
+            // the timestamp durable once that end is; a timestamp seen must bring its record's
+            // end with it.
             if let Some(timestamp) = timestamp {
                 self.last_timestamp.store(timestamp, Ordering::Release);
             }
-            self.written.store(end, Ordering::Release);
             moved = true;
         }
         if moved {
