@@ -3,11 +3,13 @@
 //! This module is the only code that reads or writes the bytes of a record. `docs/format.md`
 //! tells the layout in prose; the constants below name every magic number and field width once.
 //!
-//! Writing is split in two so that the expensive part happens outside the store's append lock:
-//! [`EncodedRecord::encode`] lays out every field, computes the body CRC and most of the
-//! whole-record CRC; [`EncodedRecord::seal`], called under the lock once the queue offset,
-//! physical offset and store timestamp are known, patches those 24 bytes and finishes the CRC in
-//! constant time whatever the record's length.
+//! Writing: the store measures a record with [`RecordPlan::new`], reserves that many bytes of a
+//! segment under its append lock (where the queue offset, physical offset and store timestamp
+//! are assigned), and writes the whole record into them outside the lock with
+//! [`RecordPlan::write`]: one copy of the body, its CRC, and one CRC pass over the record.
+//! [`EncodedRecord`] serves callers that encode before they know where a record goes: it lays
+//! out every field and most of the whole-record CRC up front, and [`EncodedRecord::seal`] patches
+//! the three values in and finishes the CRC in constant time whatever the record's length.
 //!
 //! Reading is [`decode`]: it never panics and never allocates, whatever the bytes, and returns
 //! either a [`RecordView`] borrowing from the buffer or a [`DecodeError`] saying what is wrong.
@@ -688,8 +690,8 @@ impl EncodedRecord {
     ///
     /// The CRC covers bytes `[0, len - 20)`. Only the 34 bytes that change are written, and the
     /// CRC costs a hash of the first 64 (or 76) bytes plus one polynomial multiplication,
-    /// whatever the body's size: this runs under the store's append lock. Sealing again (after
-    /// rolling to a new segment, say) simply overwrites the previous values.
+    /// whatever the body's size. Sealing again (after rolling to a new segment, say) simply
+    /// overwrites the previous values.
     ///
     /// Each value must be at most `i64::MAX` (the fields are `i64` on disk).
     pub fn seal(&mut self, queue_offset: u64, physical_offset: u64, store_timestamp: u64) {
@@ -726,14 +728,6 @@ impl EncodedRecord {
     pub fn body_crc(&self) -> u32 {
         self.body_crc
     }
-}
-
-fn put_host(buf: &mut Vec<u8>, addr: SocketAddr) {
-    match addr.ip() {
-        IpAddr::V4(ip) => buf.extend_from_slice(&ip.octets()),
-        IpAddr::V6(ip) => buf.extend_from_slice(&ip.octets()),
-    }
-    buf.extend_from_slice(&i32::from(addr.port()).to_be_bytes());
 }
 
 /// Ten ASCII digits, least significant first, as RocketMQ writes the CRC property.
@@ -872,8 +866,8 @@ fn shift_memoized(len: u32, a: u32) -> (u32, u32) {
 }
 
 /// `a` shifted past `len` bytes, `c` being x^(8·len) mod P: through this thread's memo if it
-/// holds the map, else by the 32-step multiplication. Never builds a map, so that this costs
-/// little under the append lock whichever thread sealed the record.
+/// holds the map, else by the 32-step multiplication. Never builds a map, so that sealing costs
+/// little whichever thread encoded the record.
 fn shift_known(len: u32, c: u32, a: u32) -> u32 {
     SHIFTS.with_borrow(|ways| {
         let way = &ways[shift_way(len)];
@@ -1537,10 +1531,12 @@ fn view_of<'a>(rec: &'a [u8], v2: bool, shape: &RecordShape, topic: &'a str, pro
 #[must_use]
 pub fn offset_msg_id(store_host: SocketAddr, physical_offset: u64) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut bytes = Vec::with_capacity(IPV6_HOST_LEN + 8);
-    put_host(&mut bytes, store_host);
-    bytes.extend_from_slice(&physical_offset.to_be_bytes());
-    bytes
+    let mut bytes = [0u8; IPV6_HOST_LEN + 8];
+    let mut w = SliceWriter { out: &mut bytes, at: 0 };
+    w.host(store_host);
+    w.put(&physical_offset.to_be_bytes());
+    let len = w.at;
+    bytes[..len]
         .iter()
         .flat_map(|&b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xF)]])
         .map(char::from)

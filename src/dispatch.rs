@@ -224,22 +224,16 @@ pub fn dispatch_range_partly<B: Backend>(
         if below && !targets.rebuilding || !is_dispatched(view.sys_flag) {
             return Ok(());
         }
-        let cq = if below {
+        let cq = match cache.get(queues, view.topic, view.queue_id) {
+            Some(q) => q,
             // Only a queue being rebuilt takes these, and it exists already.
-            match cache.get(queues, view.topic, view.queue_id) {
-                Some(q) => q,
-                None => return Ok(()),
-            }
-        } else {
-            match cache.get(queues, view.topic, view.queue_id) {
-                Some(q) => q,
-                None => {
-                    if let Err(e) = validate_topic(view.topic) {
-                        tracing::error!(offset, error = %e, "record with an unusable topic name not dispatched");
-                        return Ok(());
-                    }
-                    cache.get_or_create(queues, view.topic, view.queue_id)?
+            None if below => return Ok(()),
+            None => {
+                if let Err(e) = validate_topic(view.topic) {
+                    tracing::error!(offset, error = %e, "record with an unusable topic name not dispatched");
+                    return Ok(());
                 }
+                cache.get_or_create(queues, view.topic, view.queue_id)?
             }
         };
         if below && !cq.rebuilding() {

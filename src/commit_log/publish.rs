@@ -90,10 +90,8 @@ impl<B: Backend> CommitLog<B> {
         let at = (seq - state.first) as usize;
         state.slots[at] = Some((reservation, timestamp));
         let mut moved = false;
-        while let Some(Some(_)) = state.slots.front() {
-            let Some(Some((reservation, timestamp))) = state.slots.pop_front() else {
-                unreachable!("the front slot was just seen filled");
-            };
+        while matches!(state.slots.front(), Some(Some(_))) {
+            let (reservation, timestamp) = state.slots.pop_front().flatten().expect("the front slot is filled");
             state.first += 1;
             let end = reservation.end();
             if let Err(reservation) = reservation.publish() {

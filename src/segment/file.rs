@@ -402,12 +402,6 @@ impl<S: Storage> Reservation<S> {
         self.start() + self.len
     }
 
-    /// Whether the bytes go to a write buffer (whose reused memory holds an older segment's
-    /// bytes, where a fresh file holds zeros).
-    pub fn is_buffered(&self) -> bool {
-        self.buffer.is_some()
-    }
-
     /// The reserved bytes, to be filled. They hold whatever was there before (zeros of a fresh
     /// file, an older life's bytes in a recycled file or a reused buffer).
     pub fn bytes_mut(&mut self) -> &mut [u8] {

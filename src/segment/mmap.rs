@@ -163,8 +163,9 @@ impl Drop for IdleIo {
 }
 
 /// Lowers the calling thread's CPU priority (nice 10), for the store's housekeeping threads
-/// (segment preparation, retention, checkpoints): on a machine with few cores they then take the
-/// CPU from a producer only when it has nothing to run, instead of for whole scheduler slices.
+/// (segment preparation and retention): on a machine with few cores they then take the CPU from
+/// a producer for a smaller share of the time, instead of for whole scheduler slices. The
+/// dispatcher and the flushers keep the normal priority: readers and durability wait on them.
 pub fn lower_thread_priority() {
     // SAFETY: a system call with integer arguments only; on Linux, `PRIO_PROCESS` with `who` 0
     // sets the nice value of the calling thread alone.
