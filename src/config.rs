@@ -232,6 +232,18 @@ impl StoreConfig {
         &self.dir
     }
 
+    /// Queue ids accepted per topic are `0..queue_limit()` (set by
+    /// [`max_queues_per_topic`](Self::max_queues_per_topic)).
+    pub fn queue_limit(&self) -> u32 {
+        self.max_queues_per_topic
+    }
+
+    /// The address written as STOREHOST in every record (set by
+    /// [`store_host`](Self::store_host)).
+    pub fn store_host_addr(&self) -> SocketAddr {
+        self.store_host
+    }
+
     /// Checks the fields against each other; `open` calls it.
     pub fn validate(&self) -> Result<()> {
         if self.commit_log_segment_size < 4096 {

@@ -64,6 +64,13 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A message sets sysFlag bits a producer may not set (see
+    /// [`PRODUCER_SYS_FLAGS`](crate::message::PRODUCER_SYS_FLAGS)).
+    #[error("invalid sysFlag {sys_flag:#x}: a producer may set only the compression and multi-tag bits")]
+    InvalidSysFlag {
+        /// The sysFlag as given.
+        sys_flag: i32,
+    },
     /// A message id that is not RocketMQ's store-assigned id (hex of store host, port and
     /// commit-log offset).
     #[error("invalid message id {id:?}: {reason}")]

@@ -26,7 +26,14 @@ pub struct Message {
     pub(crate) flag: i32,
     pub(crate) born_timestamp: Option<u64>,
     pub(crate) born_host: SocketAddr,
+    pub(crate) sys_flag: i32,
+    pub(crate) reconsume_times: i32,
 }
+
+/// The sysFlag bits a producer may set: they describe the body (compressed, and how) and its
+/// tags. The store sets the others itself (host address families) or does not support them
+/// (transactions, batches stored as one record).
+pub const PRODUCER_SYS_FLAGS: i32 = codec::COMPRESSED | codec::MULTI_TAGS | codec::COMPRESSION_TYPE_MASK;
 
 impl Message {
     /// A message for `topic`, queue `queue_id`, with `body`.
@@ -41,6 +48,8 @@ impl Message {
             flag: 0,
             born_timestamp: None,
             born_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+            sys_flag: 0,
+            reconsume_times: 0,
         }
     }
 
@@ -84,6 +93,24 @@ impl Message {
     #[must_use]
     pub fn with_born_host(mut self, addr: SocketAddr) -> Self {
         self.born_host = addr;
+        self
+    }
+
+    /// Sets the sysFlag bits that describe the body as the producer sent it (RocketMQ clients
+    /// compress large bodies and say so here; consumers read the bits back to decompress).
+    /// Only the bits of [`PRODUCER_SYS_FLAGS`] are accepted: others fail the put with
+    /// [`Error::InvalidSysFlag`].
+    #[must_use]
+    pub fn with_sys_flag(mut self, sys_flag: i32) -> Self {
+        self.sys_flag = sys_flag;
+        self
+    }
+
+    /// Sets how many times the message was consumed and handed back before (a broker re-putting
+    /// a message whose consumption failed counts up here; default 0).
+    #[must_use]
+    pub fn with_reconsume_times(mut self, times: i32) -> Self {
+        self.reconsume_times = times;
         self
     }
 
@@ -136,6 +163,11 @@ impl Message {
             return Err(Error::MessageTooLarge {
                 size: self.body.len(),
                 max: max_body,
+            });
+        }
+        if self.sys_flag & !PRODUCER_SYS_FLAGS != 0 {
+            return Err(Error::InvalidSysFlag {
+                sys_flag: self.sys_flag,
             });
         }
         if let Some(tags) = &self.tags

@@ -531,11 +531,11 @@ impl<B: Backend> MessageStore<B> {
             topic: &msg.topic,
             queue_id: msg.queue_id,
             flag: msg.flag,
-            sys_flag: 0,
+            sys_flag: msg.sys_flag,
             born_timestamp: msg.born_timestamp.unwrap_or(now) as i64,
             born_host: msg.born_host,
             store_host: self.config.store_host,
-            reconsume_times: 0,
+            reconsume_times: msg.reconsume_times,
             prepared_transaction_offset: 0,
             body: &msg.body,
             properties: props,
@@ -1043,6 +1043,17 @@ impl<B: Backend> MessageStore<B> {
     pub fn wait_dispatched(&self, timeout: Duration) -> bool {
         // Every append made so far, including those whose records are still being written.
         self.dispatcher.shared().wait_for(self.log.reserved_offset(), timeout)
+    }
+
+    /// Waits until the dispatcher has moved past commit-log offset `offset` (new messages reached
+    /// the consume queues), and returns the dispatched offset then; on timeout or close, the
+    /// dispatched offset as it is. A broker's long polling waits here, woken by the dispatcher
+    /// itself rather than by polling: read [`dispatched_offset`](Self::dispatched_offset), look
+    /// for messages, then wait past the offset read.
+    pub fn wait_dispatched_past(&self, offset: u64, timeout: Duration) -> u64 {
+        let shared = self.dispatcher.shared();
+        shared.wait_until(|| shared.dispatched() > offset, timeout);
+        shared.dispatched()
     }
 
     /// Every (topic, queue id) the store holds, sorted.

@@ -134,3 +134,49 @@ fn fields_read_back_with_ipv4_store_host() {
 fn fields_read_back_with_ipv6_store_host_through_write_buffers() {
     round_trip(FlushPolicy::buffered(), v6("fe80::1:2:3:4", 10912));
 }
+
+#[test]
+fn a_producers_sys_flag_and_reconsume_count_are_stored_and_other_sys_flags_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(small_config(dir.path())).unwrap();
+    let flags = codec::COMPRESSED | codec::COMPRESSION_ZLIB;
+    let put = store
+        .put(
+            Message::new("flags", 0, b"deflated".to_vec())
+                .with_sys_flag(flags)
+                .with_reconsume_times(3),
+        )
+        .unwrap();
+    let m = store.read_at(put.commit_log_offset).unwrap().unwrap();
+    assert_eq!(m.sys_flag() & mqstore::message::PRODUCER_SYS_FLAGS, flags);
+    assert_eq!(m.reconsume_times(), 3);
+    let Ok(Frame::Record(view)) = codec::decode(m.record(), Verify::RequireRecordCrc) else {
+        panic!("a message record");
+    };
+    assert_eq!(view.sys_flag & flags, flags);
+    let end = store.max_commit_log_offset();
+    for bad in [codec::TRANSACTION_PREPARED_TYPE, codec::BORNHOST_V6, codec::INNER_BATCH] {
+        let err = store
+            .put(Message::new("flags", 0, b"x".to_vec()).with_sys_flag(bad))
+            .unwrap_err();
+        assert!(
+            matches!(err, mqstore::Error::InvalidSysFlag { sys_flag } if sys_flag == bad),
+            "{err}"
+        );
+    }
+    assert_eq!(store.max_commit_log_offset(), end, "a refused put appends nothing");
+    // The dispatcher's progress past an offset is what a broker's held pulls wait for.
+    let seen = store.dispatched_offset();
+    let waiter = std::thread::scope(|s| {
+        let w = s.spawn(|| store.wait_dispatched_past(seen, std::time::Duration::from_secs(20)));
+        store.put(Message::new("flags", 1, b"wakes".to_vec())).unwrap();
+        w.join().unwrap()
+    });
+    assert!(waiter > seen);
+    assert_eq!(
+        store.wait_dispatched_past(store.max_commit_log_offset(), std::time::Duration::from_millis(50)),
+        store.max_commit_log_offset(),
+        "nothing new: the offset as it is, after the timeout"
+    );
+    store.close().unwrap();
+}

@@ -1,0 +1,116 @@
+//! Pull with long polling: a pull that finds nothing new is held until the store dispatches
+//! new messages (woken by the dispatcher, through `Shared::arrivals`) or its time is up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mqstore::{GetResult, GetStatus, TagFilter};
+use tokio::time::Instant;
+
+use super::{Failure, Handled, fields};
+use crate::Shared;
+use crate::codes::{pull_flag, response};
+use crate::remoting::Command;
+
+/// Most messages one pull returns, whatever it asks.
+const MAX_PULL_MESSAGES: u32 = 1024;
+/// Most record bytes one pull returns past its first message (RocketMQ's
+/// `maxTransferBytesOnMessageInMemory`): the rest waits for the next pull.
+pub(crate) const MAX_PULL_BYTES: usize = 256 << 10;
+
+fn filter_of(expression: &str, kind: &str) -> Result<TagFilter, Failure> {
+    if !kind.is_empty() && !kind.eq_ignore_ascii_case("TAG") {
+        return Err(Failure::new(
+            response::SUBSCRIPTION_PARSE_FAILED,
+            format!("expression type {kind} is not supported: mqstore-broker filters by tag only"),
+        ));
+    }
+    Ok(TagFilter::parse(expression))
+}
+
+/// RocketMQ's response code for a get's status, and whether a held pull should wait on it.
+fn code_of(got: &GetResult, asked: u64) -> (i32, bool) {
+    match got.status {
+        GetStatus::Found => (response::SUCCESS, false),
+        GetStatus::NoMatchedMessage | GetStatus::MessageWasRemoving => (response::PULL_RETRY_IMMEDIATELY, false),
+        GetStatus::OffsetOverflowOne | GetStatus::OffsetFoundNull => (response::PULL_NOT_FOUND, true),
+        GetStatus::NoMessageInQueue | GetStatus::NoMatchedLogicQueue if asked == 0 => (response::PULL_NOT_FOUND, true),
+        GetStatus::NoMessageInQueue
+        | GetStatus::NoMatchedLogicQueue
+        | GetStatus::OffsetTooSmall
+        | GetStatus::OffsetOverflowBadly => (response::PULL_OFFSET_MOVED, false),
+    }
+}
+
+pub(super) async fn pull(shared: &Arc<Shared>, cmd: &Command) -> Handled {
+    let f = fields(cmd);
+    let group = f.str("consumerGroup")?;
+    let topic = f.str("topic")?;
+    let queue = f.queue_id()?;
+    let offset: i64 = f.num("queueOffset")?;
+    let offset = u64::try_from(offset).map_err(|_| Failure::field("queueOffset", "negative"))?;
+    let max = f.num::<i64>("maxMsgNums")?.clamp(1, i64::from(MAX_PULL_MESSAGES)) as u32;
+    let sys_flag: i32 = f.opt_num("sysFlag")?.unwrap_or(0);
+    let filter = if sys_flag & pull_flag::SUBSCRIPTION != 0 {
+        filter_of(
+            f.opt_str("subscription").unwrap_or("*"),
+            f.opt_str("expressionType").unwrap_or(""),
+        )?
+    } else {
+        match shared.clients.lock().subscription(group, topic) {
+            Some(sub) => filter_of(&sub.expression, &sub.kind)?,
+            None => TagFilter::all(),
+        }
+    };
+    if sys_flag & pull_flag::COMMIT_OFFSET != 0
+        && let Some(commit) = f.opt_num::<i64>("commitOffset")?
+        && let Ok(commit) = u64::try_from(commit)
+    {
+        shared.store.commit_offset(group, topic, queue, commit)?;
+    }
+    let hold = if sys_flag & pull_flag::SUSPEND != 0 {
+        let asked = Duration::from_millis(f.opt_num("suspendTimeoutMillis")?.unwrap_or(0));
+        asked.min(shared.config.long_poll_max)
+    } else {
+        Duration::ZERO
+    };
+    let deadline = Instant::now() + hold;
+    let mut arrivals = shared.arrivals.clone();
+    loop {
+        // Marked seen before the read: a dispatch after it wakes the wait below.
+        arrivals.borrow_and_update();
+        let got = shared.store.get_filtered(topic, queue, offset, max, &filter)?;
+        let (code, wait) = code_of(&got, offset);
+        if wait && Instant::now() < deadline {
+            if tokio::time::timeout_at(deadline, arrivals.changed())
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                continue;
+            }
+            // Timed out (or the broker is stopping): one last look, then answer.
+            let got = shared.store.get_filtered(topic, queue, offset, max, &filter)?;
+            let (code, _) = code_of(&got, offset);
+            return Ok(pulled(cmd, code, got));
+        }
+        return Ok(pulled(cmd, code, got));
+    }
+}
+
+fn pulled(cmd: &Command, code: i32, got: GetResult) -> Command {
+    let mut body = Vec::new();
+    let mut next = got.next_offset;
+    for m in &got.messages {
+        if !body.is_empty() && body.len() + m.record().len() > MAX_PULL_BYTES {
+            next = m.queue_offset();
+            break;
+        }
+        body.extend_from_slice(m.record());
+    }
+    cmd.response(code)
+        .with("suggestWhichBrokerId", 0)
+        .with("nextBeginOffset", next)
+        .with("minOffset", got.min_offset)
+        .with("maxOffset", got.max_offset)
+        .with_body(body)
+}
