@@ -47,7 +47,10 @@ pub(crate) async fn handle(shared: &Arc<Shared>, peer: &Peer, addr: SocketAddr, 
             ))
         }
     };
-    result.unwrap_or_else(|f| cmd.response(f.code).with_remark(f.remark))
+    result.unwrap_or_else(|f| {
+        debug!(request = cmd.code, response = f.code, remark = %f.remark, "request failed");
+        cmd.response(f.code).with_remark(f.remark)
+    })
 }
 
 /// A request that failed: the response code and why.

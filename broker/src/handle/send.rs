@@ -31,9 +31,12 @@ const V2_NAMES: [(&str, &str); 14] = [
     ("n", "brokerName"),
 ];
 
-/// The request with V2's short names spelled out.
+/// The request with V2's short names spelled out. Batches come with either naming (the
+/// clients' "smart" V2 header is used for them too).
 fn long_names(cmd: &Command) -> Command {
-    if cmd.code != crate::codes::request::SEND_MESSAGE_V2 {
+    let short = cmd.code == crate::codes::request::SEND_MESSAGE_V2
+        || (cmd.code == crate::codes::request::SEND_BATCH_MESSAGE && !cmd.ext.contains_key("topic"));
+    if !short {
         return cmd.clone();
     }
     let mut out = Command {
