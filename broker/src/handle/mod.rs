@@ -5,6 +5,7 @@ mod pull;
 mod route;
 mod send;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -18,12 +19,12 @@ use crate::remoting::Command;
 pub(crate) use pull::MAX_PULL_BYTES;
 
 /// The response to `cmd` (dropped by the caller for a one-way request).
-pub(crate) async fn handle(shared: &Arc<Shared>, peer: &Peer, addr: SocketAddr, cmd: Command) -> Command {
+pub(crate) async fn handle(shared: &Arc<Shared>, peer: &Peer, addr: SocketAddr, mut cmd: Command) -> Command {
     let result = match cmd.code {
         request::GET_ROUTEINFO_BY_TOPIC => route::topic_route(shared, &cmd),
         request::GET_BROKER_CLUSTER_INFO => route::cluster_info(shared, &cmd),
-        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 => send::send(shared, addr, &cmd).await,
-        request::SEND_BATCH_MESSAGE => send::send_batch(shared, addr, &cmd).await,
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 => send::send(shared, addr, &mut cmd).await,
+        request::SEND_BATCH_MESSAGE => send::send_batch(shared, addr, &mut cmd).await,
         request::CONSUMER_SEND_MSG_BACK => send::send_back(shared, &cmd).await,
         request::PULL_MESSAGE => pull::pull(shared, &cmd).await,
         request::QUERY_CONSUMER_OFFSET => admin::query_consumer_offset(shared, &cmd),
@@ -99,19 +100,18 @@ impl From<mqstore::Error> for Failure {
 type Handled = Result<Command, Failure>;
 
 /// Typed access to a request's named fields.
-pub(crate) struct Fields<'a>(&'a Command);
+pub(crate) struct Fields<'a>(&'a BTreeMap<String, String>);
 
 impl<'a> Fields<'a> {
     fn str(&self, key: &str) -> Result<&'a str, Failure> {
         self.0
-            .ext
             .get(key)
             .map(String::as_str)
             .ok_or_else(|| Failure::field(key, "missing"))
     }
 
     fn opt_str(&self, key: &str) -> Option<&'a str> {
-        self.0.ext.get(key).map(String::as_str).filter(|s| !s.is_empty())
+        self.0.get(key).map(String::as_str).filter(|s| !s.is_empty())
     }
 
     fn num<T: std::str::FromStr>(&self, key: &str) -> Result<T, Failure> {
@@ -144,5 +144,5 @@ impl<'a> Fields<'a> {
 }
 
 fn fields(cmd: &Command) -> Fields<'_> {
-    Fields(cmd)
+    Fields(&cmd.ext)
 }

@@ -1,6 +1,8 @@
 //! Sends: one message (full or short field names), a batch, and a consumer's hand-back of a
 //! message it failed to consume.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -31,27 +33,26 @@ const V2_NAMES: [(&str, &str); 14] = [
     ("n", "brokerName"),
 ];
 
-/// The request with V2's short names spelled out. Batches come with either naming (the
-/// clients' "smart" V2 header is used for them too).
-fn long_names(cmd: &Command) -> Command {
+/// The request's fields with V2's short names spelled out. Batches come with either naming
+/// (the clients' "smart" V2 header is used for them too).
+fn long_names(cmd: &Command) -> Cow<'_, BTreeMap<String, String>> {
     let short = cmd.code == crate::codes::request::SEND_MESSAGE_V2
         || (cmd.code == crate::codes::request::SEND_BATCH_MESSAGE && !cmd.ext.contains_key("topic"));
     if !short {
-        return cmd.clone();
+        return Cow::Borrowed(&cmd.ext);
     }
-    let mut out = Command {
-        body: Vec::new(),
-        ..cmd.clone()
-    };
-    out.ext.clear();
-    for (k, v) in &cmd.ext {
-        let name = V2_NAMES
-            .iter()
-            .find(|(short, _)| short == k)
-            .map_or(k.as_str(), |(_, long)| long);
-        out.ext.insert(name.to_string(), v.clone());
-    }
-    out
+    let long = cmd
+        .ext
+        .iter()
+        .map(|(k, v)| {
+            let name = V2_NAMES
+                .iter()
+                .find(|(short, _)| short == k)
+                .map_or(k.as_str(), |(_, long)| long);
+            (name.to_string(), v.clone())
+        })
+        .collect();
+    Cow::Owned(long)
 }
 
 impl From<PropertyError> for Failure {
@@ -109,14 +110,17 @@ fn sent(cmd: &Command, queue: u32, results: &[PutResult]) -> Command {
         .with("queueOffset", results.first().map_or(0, |r| r.queue_offset))
 }
 
-pub(super) async fn send(shared: &Arc<Shared>, addr: SocketAddr, cmd: &Command) -> Handled {
+pub(super) async fn send(shared: &Arc<Shared>, addr: SocketAddr, cmd: &mut Command) -> Handled {
+    // The body moves into the message: a send copies it once, into the log.
+    let body = std::mem::take(&mut cmd.body);
+    let cmd: &Command = cmd;
     let long = long_names(cmd);
-    let f = fields(&long);
+    let f = Fields(&long);
     if f.flag("batch") {
-        return send_batch(shared, addr, cmd).await;
+        return batch(shared, addr, cmd, &f, &body).await;
     }
     let (topic, queue) = destination(shared, &f)?;
-    let msg = message(&topic, queue, cmd.body.clone(), &f, addr)?;
+    let msg = message(&topic, queue, body, &f, addr)?;
     let result = shared.store.put_async(msg)?.await;
     Ok(sent(cmd, queue, &[result]))
 }
@@ -178,11 +182,16 @@ fn batch_messages(
     Ok(out)
 }
 
-pub(super) async fn send_batch(shared: &Arc<Shared>, addr: SocketAddr, cmd: &Command) -> Handled {
+pub(super) async fn send_batch(shared: &Arc<Shared>, addr: SocketAddr, cmd: &mut Command) -> Handled {
+    let body = std::mem::take(&mut cmd.body);
+    let cmd: &Command = cmd;
     let long = long_names(cmd);
-    let f = fields(&long);
-    let (topic, queue) = destination(shared, &f)?;
-    let msgs = batch_messages(&cmd.body, &topic, queue, &f, addr)?;
+    batch(shared, addr, cmd, &Fields(&long), &body).await
+}
+
+async fn batch(shared: &Arc<Shared>, addr: SocketAddr, cmd: &Command, f: &Fields<'_>, body: &[u8]) -> Handled {
+    let (topic, queue) = destination(shared, f)?;
+    let msgs = batch_messages(body, &topic, queue, f, addr)?;
     let store = Arc::clone(&shared.store);
     // put_batch waits for the flush policy on this thread: keep it off the runtime's workers.
     let results = tokio::task::spawn_blocking(move || store.put_batch(msgs))
