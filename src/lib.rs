@@ -74,44 +74,72 @@
 //!   `replication.md`, `performance.md`, `comparison.md`.
 //! - What is stable and what is not: the README's "Stability" section.
 //!
-//! `unsafe` lives only in the [`segment`] module.
+//! `unsafe` lives only in the `segment` module (`src/segment/`).
 #![deny(unsafe_code)]
+// Without `internals` the machinery's helpers that only tests, tools and fuzz targets use (the
+// simulated disk, the whole-record encoder of the golden tests, re-exported file names...) are
+// unreachable; the `internals` build, which every test and lint run of this crate makes, still
+// reports what is really unused.
+#![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 
-mod allocate;
-pub mod checkpoint;
-mod clock;
-pub mod codec;
-pub mod commit_log;
+/// A module of the machinery: public with the `internals` feature (for this crate's tests,
+/// benches, fuzz targets and the `mqstore` program, as one documented door), private otherwise,
+/// so that an embedder's API is only what the crate root and the public modules below name.
+macro_rules! internal {
+    ($($(#[$attr:meta])* mod $name:ident;)*) => {
+        $(
+            $(#[$attr])*
+            #[cfg(feature = "internals")]
+            pub mod $name;
+            $(#[$attr])*
+            #[cfg(not(feature = "internals"))]
+            pub(crate) mod $name;
+        )*
+    };
+}
+
+// The API: six modules, and the crate root's re-exports below.
 pub mod config;
-pub mod consume_queue;
-pub mod consumer_offset;
-pub mod dispatch;
-pub mod error;
-mod files;
 pub mod flush;
-pub mod index;
 pub mod inspect;
-mod latency;
-pub mod layout;
 pub mod message;
-pub mod meta;
-pub mod recovery;
-pub mod repair;
 pub mod replication;
-pub mod retention;
-#[allow(unsafe_code)]
-pub mod segment;
-mod service;
 pub mod stats;
-pub mod store;
+
+// The machinery.
+mod allocate;
+mod clock;
+mod files;
+mod latency;
+mod service;
 mod unique_key;
-pub mod verify;
+internal! {
+    mod checkpoint;
+    mod codec;
+    mod commit_log;
+    mod consume_queue;
+    mod consumer_offset;
+    mod dispatch;
+    mod error;
+    mod index;
+    mod layout;
+    mod meta;
+    mod recovery;
+    mod repair;
+    mod retention;
+    #[allow(unsafe_code)]
+    mod segment;
+    mod store;
+    mod verify;
+}
 
 pub use config::StoreConfig;
 pub use consumer_offset::{CommitStatus, GroupOffset};
 pub use error::{Error, Result};
 pub use flush::FlushPolicy;
+pub use index::IndexFileInfo;
 pub use message::{GetResult, GetStatus, Message, PutResult, PutStatus, StoredMessage, TagFilter};
+pub use recovery::{DamagedRange, RecoveryReport};
 pub use retention::{DiskUsage, RetentionConfig, RetentionPass};
 pub use stats::{LatencyHistogram, StoreStats};
 pub use store::{MessageStore, PendingPut};

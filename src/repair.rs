@@ -132,7 +132,7 @@ impl RepairReport {
     }
 }
 
-/// Repairs the store in `dir` (see the [module](self) documentation). Fails with
+/// Repairs the store in `dir`: what `mqstore repair` does (the README's command-line section). Fails with
 /// `Error::Locked` while a store has it open, and with the open's error if the store still
 /// does not open after the repair (what was done is then in the files and `lost+found/`).
 pub fn repair_store(dir: &Path, options: &RepairOptions) -> Result<RepairReport> {

@@ -113,6 +113,18 @@ pub struct MessageStore<B: Backend = MmapBackend> {
 
 impl MessageStore<MmapBackend> {
     /// Opens (or creates) the store in `config.dir`, recovering it as needed.
+    ///
+    /// ```
+    /// use mqstore::{FlushPolicy, MessageStore, StoreConfig};
+    /// # let dir = tempfile::tempdir()?;
+    /// let config = StoreConfig::new(dir.path())
+    ///     .flush_policy(FlushPolicy::sync())
+    ///     .commit_log_segment_size(64 << 20);
+    /// let store = MessageStore::open(config)?;
+    /// assert!(store.recovery_report().clean_shutdown, "a new store starts clean");
+    /// store.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(config: StoreConfig) -> Result<Self> {
         Self::open_with_backend(config, MmapBackend)
     }
@@ -555,6 +567,18 @@ impl<B: Backend> MessageStore<B> {
 
     /// Appends one message. `Err` means nothing was appended; `Ok` with a status other than
     /// `PutStatus::Ok` means appended, but the durability the policy promises was not confirmed.
+    ///
+    /// ```
+    /// use mqstore::{Message, MessageStore, PutStatus, StoreConfig};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = MessageStore::open(StoreConfig::new(dir.path()).commit_log_segment_size(1 << 20))?;
+    /// let r = store.put(Message::new("orders", 0, b"order 42".to_vec()).with_tags("new").with_keys(["order-42"]))?;
+    /// assert_eq!((r.status, r.queue_offset), (PutStatus::Ok, 0));
+    /// // Not appended: the topic would be a path.
+    /// assert!(store.put(Message::new("../orders", 0, b"x".to_vec())).is_err());
+    /// # store.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn put(&self, msg: Message) -> Result<PutResult> {
         let started = Instant::now();
         let (appended, end) = self.append_one(&msg)?;
@@ -677,6 +701,24 @@ impl<B: Backend> MessageStore<B> {
     }
 
     /// Reads up to `max` messages of a queue from `offset`.
+    ///
+    /// ```
+    /// use mqstore::{GetStatus, Message, MessageStore, StoreConfig};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = MessageStore::open(StoreConfig::new(dir.path()).commit_log_segment_size(1 << 20))?;
+    /// for i in 0..3 {
+    ///     store.put(Message::new("orders", 1, format!("order {i}").into_bytes()))?;
+    /// }
+    /// store.wait_dispatched(std::time::Duration::from_secs(5));
+    /// let got = store.get("orders", 1, 1, 32)?;
+    /// assert_eq!(got.status, GetStatus::Found);
+    /// assert_eq!(got.messages[0].body(), b"order 1");
+    /// assert_eq!((got.next_offset, got.max_offset), (3, 3));
+    /// // Caught up: nothing at the next offset yet.
+    /// assert_eq!(store.get("orders", 1, 3, 32)?.status, GetStatus::OffsetOverflowOne);
+    /// # store.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, topic: &str, queue_id: u32, offset: u64, max: u32) -> Result<GetResult> {
         self.get_filtered(topic, queue_id, offset, max, &TagFilter::all())
     }
@@ -1119,7 +1161,7 @@ impl<B: Backend> MessageStore<B> {
     /// Stops the store the way a crash would, for crash tests: appends stop and background
     /// threads end, but nothing is flushed, no checkpoint is written, the abort marker stays and
     /// the lock is released. Reopening then runs crash recovery. With the simulated backend
-    /// ([`segment::sim`](crate::segment::sim)), follow it with a power loss.
+    /// (`segment::sim`, with the `internals` feature), follow it with a power loss.
     pub fn halt(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;

@@ -89,7 +89,7 @@ impl UniqueKeys {
     }
 }
 
-/// Decodes RocketMQ's store-assigned message id (see [`codec::offset_msg_id`]) into the store
+/// Decodes RocketMQ's store-assigned message id (see [`PutResult::msg_id`](crate::PutResult::msg_id)) into the store
 /// host and the commit-log offset, with a typed error for anything else.
 pub fn decode_offset_msg_id(id: &str) -> Result<(SocketAddr, u64)> {
     codec::parse_offset_msg_id(id).ok_or_else(|| Error::InvalidMessageId {

@@ -121,7 +121,7 @@ pub fn verify_store(dir: &Path) -> Result<VerifyReport> {
     verify_store_with(dir, &VerifyOptions::default())
 }
 
-/// Verifies the store in `dir` without changing anything; see the [module](self) docs.
+/// Verifies the store in `dir` without changing anything: what `mqstore verify` does.
 ///
 /// # Errors
 /// Only for problems that prevent a verdict: `dir` is not a directory or not a store

@@ -249,11 +249,8 @@ fn sent_messages_are_pulled_back_whole_in_both_header_encodings() {
     assert_eq!(property(&recs[0], "UNIQ_KEY"), Some("AC11000100002A9F0000000000000001"));
     assert_eq!(property(&recs[1], "TAGS"), Some("TagB"));
     // The offset message id of the response is this broker's address and the record's offset.
-    let id = first.ext["msgId"].clone();
-    assert_eq!(
-        id,
-        mqstore::codec::offset_msg_id(broker.addr(), recs[0].physical_offset as u64)
-    );
+    let id = mqstore::decode_offset_msg_id(&first.ext["msgId"]).unwrap();
+    assert_eq!(id, (broker.addr(), recs[0].physical_offset as u64));
     broker.stop().unwrap();
 }
 
@@ -499,7 +496,7 @@ fn messages_are_found_by_key_and_by_offset_message_id() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].body, b"keyed");
     assert_eq!(c.call(query.with("key", "nope")).code, response::QUERY_NOT_FOUND);
-    let (_, offset) = mqstore::codec::parse_offset_msg_id(&sent.ext["msgId"]).unwrap();
+    let (_, offset) = mqstore::decode_offset_msg_id(&sent.ext["msgId"]).unwrap();
     let r = c.call(Command::request(request::VIEW_MESSAGE_BY_ID, 0).with("offset", offset));
     assert_eq!(records(&r.body)[0].body, b"keyed");
     let r = c.call(Command::request(request::VIEW_MESSAGE_BY_ID, 0).with("offset", offset + 1));

@@ -15,6 +15,7 @@ mod file;
 mod mmap;
 mod queue;
 mod region;
+#[cfg(any(test, feature = "internals"))]
 pub mod sim;
 
 use std::io;

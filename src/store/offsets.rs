@@ -32,6 +32,21 @@ impl<B: Backend> MessageStore<B> {
     ///
     /// Fails, recording nothing, on an invalid group or topic, a queue id out of range, or a
     /// closed store.
+    ///
+    /// ```
+    /// use mqstore::{Message, MessageStore, StoreConfig};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let config = || StoreConfig::new(dir.path()).commit_log_segment_size(1 << 20);
+    /// let store = MessageStore::open(config())?;
+    /// store.put(Message::new("orders", 0, b"x".to_vec()))?;
+    /// store.commit_offset("billing", "orders", 0, 1)?;
+    /// store.close()?;
+    /// let store = MessageStore::open(config())?;
+    /// assert_eq!(store.committed_offset("billing", "orders", 0)?, Some(1));
+    /// assert_eq!(store.committed_offset("audit", "orders", 0)?, None);
+    /// # store.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn commit_offset(&self, group: &str, topic: &str, queue_id: u32, offset: u64) -> Result<CommitStatus> {
         self.check_offset_key(group, topic, queue_id)?;
         if self.is_closed() {

@@ -30,6 +30,19 @@ impl<B: Backend> MessageStore<B> {
     ///
     /// Sees a message once it is dispatched, like [`get`](Self::get); a message whose put
     /// returned before the call is always seen.
+    ///
+    /// ```
+    /// use mqstore::{Message, MessageStore, StoreConfig};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = MessageStore::open(StoreConfig::new(dir.path()).commit_log_segment_size(1 << 20))?;
+    /// store.put(Message::new("orders", 0, b"first".to_vec()).with_keys(["order-42"]))?;
+    /// store.put(Message::new("orders", 2, b"second".to_vec()).with_keys(["order-42", "vip"]))?;
+    /// let found = store.query_by_key("orders", "order-42", 16)?;
+    /// let bodies: Vec<&[u8]> = found.iter().map(|m| m.body()).collect();
+    /// assert_eq!(bodies, [&b"second"[..], b"first"], "newest first");
+    /// # store.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn query_by_key(&self, topic: &str, key: &str, max: usize) -> Result<Vec<StoredMessage>> {
         self.query_by_key_between(topic, key, 0, u64::MAX, max)
     }

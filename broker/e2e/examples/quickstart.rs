@@ -28,12 +28,28 @@ fn main() {
                 .key(format!("quickstart-{run}-{i}"))
                 .body(format!("hello {i} from run {run}").into_bytes())
                 .build_unchecked();
-            let sent = producer.send_with_timeout(msg, 5000).await.expect("send").expect("a result");
-            println!("sent {i}: {:?} queue {:?} offset {}", sent.send_status, sent.message_queue, sent.queue_offset);
+            let sent = producer
+                .send_with_timeout(msg, 5000)
+                .await
+                .expect("send")
+                .expect("a result");
+            println!(
+                "sent {i}: {:?} queue {:?} offset {}",
+                sent.send_status, sent.message_queue, sent.queue_offset
+            );
         }
         let deliveries = Deliveries::default();
         let group = format!("QuickstartConsumers{run}");
-        let mut c = consumer(addr, &group, "quickstart", "Quickstart", "Hello", Mode::Concurrently, &deliveries).await;
+        let mut c = consumer(
+            addr,
+            &group,
+            "quickstart",
+            "Quickstart",
+            "Hello",
+            Mode::Concurrently,
+            &deliveries,
+        )
+        .await;
         let mine = format!("from run {run}");
         deliveries
             .wait("this run's ten messages", Duration::from_secs(60), |d| {
@@ -41,7 +57,10 @@ fn main() {
             })
             .await;
         for d in deliveries.all() {
-            println!("received from queue {} offset {}: {}", d.queue_id, d.queue_offset, d.body);
+            println!(
+                "received from queue {} offset {}: {}",
+                d.queue_id, d.queue_offset, d.body
+            );
         }
         c.shutdown().await;
     });

@@ -340,7 +340,7 @@ fn every_send_a_sync_master_acknowledged_is_on_its_slave() {
     );
     // Read the slave at once, before anything else can catch it up: acknowledged means there.
     for (id, body) in &acked {
-        let (_, offset) = mqstore::codec::parse_offset_msg_id(id).unwrap();
+        let (_, offset) = mqstore::decode_offset_msg_id(id).unwrap();
         let on_slave = slave
             .read_at(offset)
             .unwrap()
