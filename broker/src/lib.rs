@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     next_connection: AtomicU64,
     /// Connections open now.
     connections: std::sync::atomic::AtomicUsize,
+    /// Pulls held waiting for messages now.
+    held_pulls: std::sync::atomic::AtomicUsize,
 }
 
 /// Why the broker did not start.
@@ -115,6 +117,7 @@ impl Broker {
             opaque: AtomicI32::new(1),
             next_connection: AtomicU64::new(1),
             connections: std::sync::atomic::AtomicUsize::new(0),
+            held_pulls: std::sync::atomic::AtomicUsize::new(0),
         });
         let (stop, stopping) = watch::channel(false);
         listener.set_nonblocking(true).map_err(StartError::Runtime)?;
@@ -142,6 +145,11 @@ impl Broker {
     /// Client connections open now.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::Acquire)
+    }
+
+    /// Pulls held now, waiting for a message or their timeout.
+    pub fn held_pulls(&self) -> usize {
+        self.shared.held_pulls.load(Ordering::Acquire)
     }
 
     /// The store it serves.

@@ -374,6 +374,12 @@ fn a_held_pull_answers_when_a_message_arrives_or_when_its_time_is_up() {
     );
     assert_eq!(r.code, response::PULL_NOT_FOUND);
     assert_eq!(int(&r, "nextBeginOffset"), 1);
+    // A held pull whose client leaves ends with its connection, not at its deadline.
+    let mut leaving = Client::connect(addr);
+    leaving.write(pull("G", "Held", 0, 1, pull_flag::SUSPEND, 60_000));
+    wait_for("the pull to be held", || broker.held_pulls() == 1);
+    drop(leaving);
+    wait_for("the held pull to end with its connection", || broker.held_pulls() == 0);
     // Without the suspend flag, answered at once.
     assert_eq!(
         consumer.call(pull("G", "Held", 0, 1, 0, 10_000)).code,

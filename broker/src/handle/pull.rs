@@ -2,6 +2,7 @@
 //! new messages (woken by the dispatcher, through `Shared::arrivals`) or its time is up.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mqstore::{GetResult, GetStatus, TagFilter};
@@ -9,6 +10,7 @@ use tokio::time::Instant;
 
 use super::{Failure, Handled, fields};
 use crate::Shared;
+use crate::clients::Peer;
 use crate::codes::{pull_flag, response};
 use crate::remoting::Command;
 
@@ -42,7 +44,7 @@ fn code_of(got: &GetResult, asked: u64) -> (i32, bool) {
     }
 }
 
-pub(super) async fn pull(shared: &Arc<Shared>, cmd: &Command) -> Handled {
+pub(super) async fn pull(shared: &Arc<Shared>, peer: &Peer, cmd: &Command) -> Handled {
     let f = fields(cmd);
     let group = f.str("consumerGroup")?;
     let topic = f.str("topic")?;
@@ -76,24 +78,47 @@ pub(super) async fn pull(shared: &Arc<Shared>, cmd: &Command) -> Handled {
     };
     let deadline = Instant::now() + hold;
     let mut arrivals = shared.arrivals.clone();
+    let mut held: Option<Held<'_>> = None;
     loop {
         // Marked seen before the read: a dispatch after it wakes the wait below.
         arrivals.borrow_and_update();
         let got = shared.store.get_filtered(topic, queue, offset, max, &filter)?;
         let (code, wait) = code_of(&got, offset);
-        if wait && Instant::now() < deadline {
-            if tokio::time::timeout_at(deadline, arrivals.changed())
-                .await
-                .is_ok_and(|r| r.is_ok())
-            {
-                continue;
-            }
-            // Timed out (or the broker is stopping): one last look, then answer.
-            let got = shared.store.get_filtered(topic, queue, offset, max, &filter)?;
-            let (code, _) = code_of(&got, offset);
+        if !wait || Instant::now() >= deadline {
             return Ok(pulled(cmd, code, got));
         }
+        held.get_or_insert_with(|| Held::new(&shared.held_pulls));
+        tokio::select! {
+            woken = tokio::time::timeout_at(deadline, arrivals.changed()) => {
+                if woken.is_ok_and(|r| r.is_ok()) {
+                    continue;
+                }
+            }
+            // Nobody to answer: the task ends now rather than at its deadline.
+            () = peer.tx.closed() => {
+                return Err(Failure::new(response::SYSTEM_ERROR, "the connection closed"));
+            }
+        }
+        // Timed out (or the broker is stopping): one last look, then answer.
+        let got = shared.store.get_filtered(topic, queue, offset, max, &filter)?;
+        let (code, _) = code_of(&got, offset);
         return Ok(pulled(cmd, code, got));
+    }
+}
+
+/// Counts a pull while it is held.
+struct Held<'a>(&'a AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn new(count: &'a AtomicUsize) -> Held<'a> {
+        count.fetch_add(1, Ordering::AcqRel);
+        Held(count)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
