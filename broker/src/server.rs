@@ -127,9 +127,10 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr, mut sto
         Ended::Dropped(reason) => warn!(%addr, connection = id, %reason, "closing connection"),
         Ended::Stopped => debug!(%addr, connection = id, "closing connection"),
     }
-    let changed = shared.clients.lock().connection_closed(id);
-    if !changed.is_empty() {
-        shared.clients.lock().notify(&changed, &shared.opaque);
+    {
+        let mut clients = shared.clients.lock();
+        let changed = clients.connection_closed(id);
+        clients.notify(&changed, &shared.opaque);
     }
     drop(peer);
     writer.abort();
