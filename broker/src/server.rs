@@ -3,7 +3,7 @@
 //!
 //! Bounds, so that one bad client costs only its own connection: a frame longer than
 //! `max_frame` closes the connection before its body is read; requests in flight on one
-//! connection hold at most `IN_FLIGHT_BYTES` of frames and responses (the reader waits when it is
+//! connection hold at most `IN_FLIGHT_BYTES` of frames and response allowances (the reader waits when it is
 //! reached, so a client that floods is slowed by TCP, not buffered); a client that does not
 //! read its responses for `write_stall` is disconnected.
 
