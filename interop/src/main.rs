@@ -118,8 +118,8 @@ fn open_port(owner: &RuntimeOwner, dir: &Path) -> LocalFileMessageStore {
         ha_listen_port: 0,
         ..MessageStoreConfig::default()
     };
-    cfg.mapped_file_size_commit_log = SEGMENT as usize as _;
-    cfg.mapped_file_size_consume_queue = (CQ_UNITS * 20) as usize as _;
+    cfg.mapped_file_size_commit_log = SEGMENT as _;
+    cfg.mapped_file_size_consume_queue = (CQ_UNITS * 20) as _;
     cfg.max_hash_slot_num = HASH_SLOTS as _;
     cfg.max_index_num = INDEX_ENTRIES as _;
     // The timer wheel is no part of the format under test.

@@ -123,7 +123,9 @@ impl Drop for Held<'_> {
 }
 
 fn pulled(cmd: &Command, code: i32, got: GetResult) -> Command {
-    let mut body = Vec::new();
+    // Sized once: the records are copied into the frame's body, and only that once.
+    let room: usize = got.messages.iter().map(|m| m.record().len()).sum();
+    let mut body = Vec::with_capacity(room.min(MAX_PULL_BYTES + got.messages.first().map_or(0, |m| m.record().len())));
     let mut next = got.next_offset;
     for m in &got.messages {
         if !body.is_empty() && body.len() + m.record().len() > MAX_PULL_BYTES {
