@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the store: append per flush policy and message size, batch append,
 //! sync appends kept in flight with `put_async`, sequential read through the consume queue,
-//! lookups by key and by message id, and the record codec.
+//! lookups by key and by message id, the record codec, and the copy+CRC ceiling on a segment with
+//! and without a reader behind the writer.
 //!
 //! `cargo bench --bench store` (a few minutes). Figures compare only within one run on one
 //! machine; see docs/performance.md for the machine's ceilings and the peers.
@@ -256,8 +257,97 @@ fn codec_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The copy+CRC ceiling into a real warmed segment (the store's mmap backend, reserved and
+/// published as the commit log does): alone; with a second thread that reads every record
+/// behind the writer and looks at the published end without pause; and with one that reads as
+/// the dispatcher does (everything published, then a 1 ms poll). The second costs the writer
+/// most of the ceiling (every publish must take the end's cache line back from the reader's
+/// core), the third nothing measurable (docs/performance.md, "What bounds one producer").
+fn ceiling_with_a_reader(c: &mut Criterion) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use mqstore::segment::{MmapBackend, SegmentQueue, SizeRule};
+
+    const SIZE: u64 = 256 << 20;
+    let body: Vec<u8> = (0..1024u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let rec_len = 91 + body.len() + 20;
+    let per_segment = (SIZE as usize / rec_len) as u64;
+    let mut group = c.benchmark_group("ceiling_1KiB");
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4));
+    for (name, reader, poll) in [
+        ("copy_crc_alone", false, false),
+        ("copy_crc_with_a_reader_behind", true, false),
+        ("copy_crc_with_a_reader_polling_1ms", true, true),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(per_segment);
+                    left -= n;
+                    let dir = tempfile::tempdir().unwrap();
+                    let queue = SegmentQueue::open(Arc::new(MmapBackend), dir.path(), SizeRule::Exactly(SIZE)).unwrap();
+                    let segment = queue.create(0, true).unwrap();
+                    let done = AtomicBool::new(false);
+                    std::thread::scope(|s| {
+                        if reader {
+                            s.spawn(|| {
+                                let (mut at, mut sum) = (0u64, 0u32);
+                                while !done.load(Ordering::Acquire) || at < segment.readable() {
+                                    // As the dispatcher reads: one look at the published end per
+                                    // pass, then every record up to it.
+                                    let upto = segment.readable();
+                                    if upto > at {
+                                        let published = segment.read(at, (upto - at) as usize).unwrap();
+                                        for record in published.chunks_exact(rec_len) {
+                                            sum ^= crc32fast::hash(record);
+                                            at += rec_len as u64;
+                                        }
+                                    }
+                                    if poll {
+                                        std::thread::sleep(Duration::from_millis(1));
+                                    } else {
+                                        std::hint::spin_loop();
+                                    }
+                                }
+                                std::hint::black_box(sum);
+                            });
+                        }
+                        let mut writer = segment.claim_writer().unwrap();
+                        let started = Instant::now();
+                        for i in 0..n {
+                            let mut reservation = writer.reserve(rec_len as u64);
+                            let at = reservation.start();
+                            let r = reservation.bytes_mut();
+                            let body_crc = crc32fast::hash(&body) & 0x7FFF_FFFF;
+                            r[0..4].copy_from_slice(&(rec_len as u32).to_be_bytes());
+                            r[8..12].copy_from_slice(&body_crc.to_be_bytes());
+                            r[20..28].copy_from_slice(&i.to_be_bytes());
+                            r[28..36].copy_from_slice(&at.to_be_bytes());
+                            r[91..91 + body.len()].copy_from_slice(&body);
+                            let whole = crc32fast::hash(&r[..91 + body.len()]);
+                            r[rec_len - 4..].copy_from_slice(&whole.to_be_bytes());
+                            assert!(reservation.publish().is_ok());
+                        }
+                        timed += started.elapsed();
+                        done.store(true, Ordering::Release);
+                    });
+                }
+                timed
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    ceiling_with_a_reader,
     append,
     batch_append,
     pipelined_sync_append,
