@@ -2,11 +2,73 @@
 //! directories set aside in `lost+found/`, retention's ages. One place, so that the index and
 //! the queues do not borrow it from the commit log.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::cell::Cell;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Wall-clock time in milliseconds since the Unix epoch (0 before it).
 pub(crate) fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    since_epoch().as_millis() as u64
+}
+
+fn since_epoch() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// How long a thread's anchor serves before the wall clock is read again: a step of the wall
+/// clock (an operator's or NTP's) shows in store times within this long. Between steps the two
+/// clocks tick together (on Linux NTP slews the monotonic clock with the wall clock).
+const ANCHOR_LIFE: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// A monotonic instant and the wall-clock time read with it, to the nanosecond, so that a
+    /// time counted from it is never a millisecond short of a wall-clock reading.
+    static ANCHOR: Cell<Option<(Instant, Duration)>> = const { Cell::new(None) };
+}
+
+/// The wall-clock milliseconds at `now`, an instant the caller has just read: a put reads the
+/// clock once, for both its latency and its store time. Counted from this thread's anchor, so
+/// that most calls read no clock at all (the wall clock is read once per [`ANCHOR_LIFE`]).
+/// Store times only need to be the wall clock to the millisecond, and the commit log keeps them
+/// from going backwards along the log whatever each thread's anchor says.
+pub(crate) fn millis_at(now: Instant) -> u64 {
+    ANCHOR.with(|anchor| {
+        if let Some((at, wall)) = anchor.get() {
+            match now.checked_duration_since(at) {
+                Some(since) if since < ANCHOR_LIFE => return (wall + since).as_millis() as u64,
+                Some(_) => {}
+                // An instant from before the anchor: read the wall clock, keep the anchor.
+                None => return now_millis(),
+            }
+        }
+        let wall = since_epoch();
+        anchor.set(Some((now, wall)));
+        wall.as_millis() as u64
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_at_follows_the_wall_clock() {
+        for _ in 0..3 {
+            let before = now_millis();
+            let at = millis_at(Instant::now());
+            let after = now_millis();
+            // Within the anchor's life the monotonic clock counts from a wall reading; both
+            // clocks tick together.
+            assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+            std::thread::sleep(Duration::from_millis(400));
+        }
+    }
+
+    #[test]
+    fn an_instant_before_the_anchor_reads_the_wall_clock_again() {
+        let early = Instant::now();
+        std::thread::sleep(Duration::from_millis(5));
+        let _ = millis_at(Instant::now());
+        let at = millis_at(early);
+        assert!(at.abs_diff(now_millis()) < 1000);
+    }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
-use crate::clock::now_millis;
+use crate::clock::millis_at;
 use crate::codec::{self, RecordShape};
 use crate::codec::{RecordPlan, RecordSpec, Verify};
 use crate::commit_log::{Appending, CommitLog, LogOptions};
@@ -581,7 +581,7 @@ impl<B: Backend> MessageStore<B> {
     /// ```
     pub fn put(&self, msg: Message) -> Result<PutResult> {
         let started = Instant::now();
-        let (appended, end) = self.append_one(&msg)?;
+        let (appended, end) = self.append_one(&msg, started)?;
         let status = self.status_after(end);
         self.counters.put(1, u64::from(appended.wrote_bytes), started.elapsed());
         Ok(PutResult { status, ..appended })
@@ -597,7 +597,7 @@ impl<B: Backend> MessageStore<B> {
     /// `Err` means nothing was appended, as for `put`.
     pub fn put_async(&self, msg: Message) -> Result<PendingPut> {
         let started = Instant::now();
-        let (appended, end) = self.append_one(&msg)?;
+        let (appended, end) = self.append_one(&msg, started)?;
         self.counters.put(1, u64::from(appended.wrote_bytes), started.elapsed());
         if self.flush_awaited {
             self.log.wait_published(end);
@@ -615,10 +615,11 @@ impl<B: Backend> MessageStore<B> {
     }
 
     /// Writes one message into the log: its result with status `Ok` (the flush policy has not
-    /// been asked yet), and the log's end after it.
-    fn append_one(&self, msg: &Message) -> Result<(PutResult, u64)> {
+    /// been asked yet), and the log's end after it. `started`: when the put began, which gives
+    /// its store time without a second reading of the clock.
+    fn append_one(&self, msg: &Message, started: Instant) -> Result<(PutResult, u64)> {
         self.check_writeable()?;
-        let now = now_millis();
+        let now = millis_at(started);
         PROPS.with(|props| {
             let mut props = props.borrow_mut();
             let unique_key = self.prepare(msg, &mut props)?;
@@ -643,7 +644,7 @@ impl<B: Backend> MessageStore<B> {
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
-        let now = now_millis();
+        let now = millis_at(started);
         let mut props = Vec::with_capacity(msgs.len());
         let mut unique_keys = Vec::with_capacity(msgs.len());
         for msg in &msgs {
