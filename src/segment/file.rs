@@ -280,6 +280,8 @@ impl<S: Storage> Segment<S> {
         }
         // msync wants page alignment; flushing from the page that holds `flushed` is enough.
         let from = flushed - flushed % PAGE_SIZE;
+        // Published bytes never change: nobody writes these pages again, readers map them back.
+        self.storage.release_pages(from as usize, (readable - from) as usize);
         self.storage.flush(from as usize, (readable - from) as usize)?;
         self.flushed.fetch_max(readable, Ordering::AcqRel);
         Ok(self.flushed())

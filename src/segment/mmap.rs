@@ -5,9 +5,18 @@ use std::io;
 use std::path::Path;
 
 use fs4::FileExt;
-use memmap2::{Advice, MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapOptions, MmapRaw, UncheckedAdvice};
 
 use super::{Backend, Storage};
+
+/// The page size [`Storage::release_pages`] rounds its range inwards to. Where pages are larger
+/// the kernel refuses a start it finds unaligned or rounds the length up: either way at worst a
+/// page stays mapped, or a page still being written is unmapped and mapped back by its next
+/// write, bytes intact.
+const RELEASE_PAGE: usize = 4096;
+/// Ranges smaller than this stay mapped: a system call and a shoot-down of their own would
+/// cost more than the few per-page ones they save.
+const RELEASE_AT_LEAST: usize = 64 * 1024;
 
 /// Segment files on the local file system, memory-mapped.
 #[derive(Clone, Copy, Debug, Default)]
@@ -74,6 +83,20 @@ impl Storage for MmapStorage {
         }
         fail::fail_point!("segment-flush", |_| Err(io::Error::from_raw_os_error(5)));
         self.map.flush_range(pos, len)
+    }
+
+    fn release_pages(&self, pos: usize, len: usize) {
+        let from = pos.next_multiple_of(RELEASE_PAGE);
+        let to = (pos + len) / RELEASE_PAGE * RELEASE_PAGE;
+        if to < from + RELEASE_AT_LEAST {
+            return;
+        }
+        // SAFETY: the mapping is shared and backed by a file that is never truncated while
+        // mapped: MADV_DONTNEED only removes this process's page-table entries, the bytes stay
+        // in the file's page cache (a dirty page stays dirty), and the next access to any of the
+        // addresses maps the same bytes back. No byte a borrowed slice covers changes, and the
+        // addresses stay valid for the mapping's lifetime.
+        let _ = unsafe { self.map.unchecked_advise_range(UncheckedAdvice::DontNeed, from, to - from) };
     }
 
     unsafe fn write_zeros(&self, stop: &dyn Fn() -> bool) -> io::Result<bool> {
@@ -381,5 +404,64 @@ impl std::ops::Deref for ReadOnlyMap {
 
     fn deref(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::segment::{MmapBackend, SegmentQueue, SizeRule, segment_name};
+
+    const SIZE: u64 = 4 << 20;
+
+    /// Resident kilobytes of the mapping of this process that holds `addr` (`None` where
+    /// `/proc` has no `smaps`).
+    fn resident_kib(addr: usize) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut lines = smaps.lines().skip_while(|l| {
+            let range = l.split_whitespace().next().and_then(|r| r.split_once('-'));
+            !range.is_some_and(|(from, to)| {
+                let (from, to) = (usize::from_str_radix(from, 16), usize::from_str_radix(to, 16));
+                matches!((from, to), (Ok(from), Ok(to)) if from <= addr && addr < to)
+            })
+        });
+        lines.next()?;
+        let rss = lines.find(|l| l.starts_with("Rss:"))?;
+        rss.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    #[test]
+    fn a_flush_unmaps_the_whole_published_pages_and_keeps_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SegmentQueue::open(Arc::new(MmapBackend), dir.path(), SizeRule::Exactly(SIZE)).unwrap();
+        let seg = q.create(0, true).unwrap();
+        let mut w = seg.claim_writer().unwrap();
+        // 1 MiB and a half page published: the half page stays mapped, the writer goes on in it.
+        let pattern = |i: u64| (i % 251) as u8;
+        let first: Vec<u8> = (0..(1 << 20) + 2048).map(pattern).collect();
+        w.write(&first);
+        w.publish();
+        let held = seg.read(0, first.len()).unwrap();
+        let addr = held.as_ptr() as usize;
+        let before = resident_kib(addr);
+
+        assert_eq!(seg.flush(0).unwrap(), first.len() as u64);
+
+        if let (Some(before), Some(after)) = (before, resident_kib(addr)) {
+            // The warmed 4 MiB were resident; the first MiB is released, the rest is not.
+            assert!(after + 1000 <= before, "resident {before} KiB before the flush, {after} after");
+        }
+        // A slice borrowed before the flush reads the same bytes (mapped back on access).
+        assert!(held.iter().enumerate().all(|(i, &b)| b == pattern(i as u64)));
+        drop(held);
+        let more: Vec<u8> = (first.len() as u64..3 << 20).map(pattern).collect();
+        w.write(&more);
+        w.publish();
+        assert_eq!(seg.flush(0).unwrap(), 3 << 20);
+        let all = seg.read(0, 3 << 20).unwrap();
+        assert!(all.iter().enumerate().all(|(i, &b)| b == pattern(i as u64)));
+        let disk = std::fs::read(dir.path().join(segment_name(0))).unwrap();
+        assert!(disk[..3 << 20].iter().enumerate().all(|(i, &b)| b == pattern(i as u64)));
     }
 }

@@ -74,6 +74,16 @@ pub trait Storage: Send + Sync + 'static {
     /// after the data is on stable storage.
     fn flush(&self, pos: usize, len: usize) -> io::Result<()>;
 
+    /// Drops this process's mappings of the whole pages within `pos..pos + len`, keeping their
+    /// bytes (dirty or not) in the file's cache, before the range is flushed. Cleaning a page
+    /// that is mapped writable makes the kernel write-protect it and shoot its translation down
+    /// on every core running the process, one interrupt per page; cleaning an unmapped page
+    /// needs neither. Whoever touches such a page again maps it back, with the same bytes. The
+    /// default does nothing. Best effort: an error only leaves the pages mapped.
+    fn release_pages(&self, pos: usize, len: usize) {
+        let _ = (pos, len);
+    }
+
     /// Faults every page in ahead of the writer (warm-up). Must be safe to run while the
     /// writer appends: implementations touch no byte of the region themselves.
     fn warm_up(&self) -> io::Result<()>;
