@@ -55,7 +55,7 @@ fn parse_flat_json(line: &str) -> BTreeMap<String, String> {
     fields
 }
 
-const REQUIRED: [&str; 10] = [
+const REQUIRED: [&str; 11] = [
     "flush",
     "producers",
     "messages",
@@ -65,6 +65,7 @@ const REQUIRED: [&str; 10] = [
     "p50_us",
     "p99_us",
     "p999_us",
+    "hiccup_max_us",
     "read_msgs_per_s",
 ];
 

@@ -24,6 +24,9 @@ use mqstore::{
 
 use crate::{Failure, Outcome};
 
+#[path = "hiccup.rs"]
+mod hiccup;
+
 /// Topic the benchmark writes.
 const TOPIC: &str = "bench";
 /// Messages put to each queue before timing starts (see `run_mode`); readers skip them.
@@ -287,6 +290,8 @@ struct Report {
     recycled: u64,
     /// Commit-log segments retention deleted during the run.
     segments_deleted: u64,
+    /// How late, in nanoseconds, an idle thread woke during the append phase (see `hiccup`).
+    hiccups: Histogram<u64>,
 }
 
 impl Report {
@@ -328,6 +333,11 @@ impl Report {
         self.latency.max() as f64 / 1000.0
     }
 
+    /// The idle thread's latest wake-up during the append phase.
+    fn hiccup_max_us(&self) -> f64 {
+        self.hiccups.max() as f64 / 1000.0
+    }
+
     fn failed(&self) -> bool {
         self.put_errors > 0 || self.put_not_ok > 0 || !self.read_problems.is_empty()
     }
@@ -355,6 +365,7 @@ impl Report {
             ("p99_us", self.quantile_us(0.99)),
             ("p999_us", self.quantile_us(0.999)),
             ("max_us", self.max_us()),
+            ("hiccup_max_us", self.hiccup_max_us()),
             ("elapsed_s", self.append_elapsed.as_secs_f64()),
             ("dispatch_wait_s", self.dispatch_elapsed.as_secs_f64()),
             ("read_msgs_per_s", self.read_msgs_per_s()),
@@ -726,21 +737,24 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
     // Append phase.
     let template = body_template(plan.size);
     let barrier = Barrier::new(plan.producers as usize + 1);
-    let (append_elapsed, results) = std::thread::scope(|s| {
+    let (append_elapsed, results, hiccups) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..plan.producers)
             .map(|i| {
                 let (store, barrier, template, bar, plan) = (&store, &barrier, &template, &bar, &plan);
                 s.spawn(move || produce(store, plan, i, template, barrier, bar))
             })
             .collect();
+        let meter = hiccup::HiccupMeter::start();
         barrier.wait();
         let start = Instant::now();
         let results: Vec<ProducerResult> = handles
             .into_iter()
             .map(|h| h.join().expect("a producer thread panicked"))
             .collect();
-        (start.elapsed(), results)
+        let elapsed = start.elapsed();
+        (elapsed, results, meter.map(hiccup::HiccupMeter::stop))
     });
+    let hiccups = hiccups.map_err(|e| Failure::failed(format!("{name}: cannot start the hiccup meter: {e}")))?;
     let recycled = store.stats().segments_recycled;
     // The store started empty: every segment below its first one now was deleted.
     let segments_deleted = store.min_commit_log_offset() / plan.segment_size;
@@ -896,6 +910,7 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
         replica_lag,
         recycled,
         segments_deleted,
+        hiccups,
     })
 }
 
@@ -1168,6 +1183,7 @@ fn print_table(reports: &[Report]) {
             "p99 µs",
             "p999 µs",
             "max µs",
+            "hiccup µs",
             "read msg/s",
             "recycled",
             "errors",
@@ -1187,6 +1203,7 @@ fn print_table(reports: &[Report]) {
             us(r.quantile_us(0.99)),
             us(r.quantile_us(0.999)),
             us(r.max_us()),
+            us(r.hiccup_max_us()),
             grouped(r.read_msgs_per_s()),
             r.recycled.to_string(),
             (r.put_errors + r.put_not_ok + r.read_problems.len() as u64).to_string(),
@@ -1194,12 +1211,12 @@ fn print_table(reports: &[Report]) {
     }
     let mut out = std::io::stdout().lock();
     let right = [
-        false, true, true, true, true, true, true, true, true, true, true, true, true,
+        false, true, true, true, true, true, true, true, true, true, true, true, true, true,
     ];
     let _ = write!(out, "{}", mqstore::inspect::table(&rows, "", &right));
     let _ = writeln!(
         out,
-        "(MiB/s counts message bodies; latency is per put, as the producer sees it; read: {} thread(s) paging each queue with get(.., {}))",
+        "(MiB/s counts message bodies; latency is per put, as the producer sees it; hiccup: the latest an idle thread woke from a 1 ms sleep during the appends, the machine's share of the worst put; read: {} thread(s) paging each queue with get(.., {}))",
         reports.first().map_or(1, |r| r.readers),
         reports.first().map_or(GET_BATCH, |r| r.plan.get_batch)
     );
