@@ -645,17 +645,25 @@ impl<B: Backend> MessageStore<B> {
             return Ok(Vec::new());
         }
         let now = millis_at(started);
-        let mut props = Vec::with_capacity(msgs.len());
+        // Every message's properties in one buffer, rather than a buffer of its own each: the
+        // allocations were a third of a batch's time.
         let mut unique_keys = Vec::with_capacity(msgs.len());
-        for msg in &msgs {
-            let mut encoded = Vec::new();
-            unique_keys.push(self.prepare(msg, &mut encoded)?);
-            props.push(encoded);
-        }
+        let mut spans = Vec::with_capacity(msgs.len());
+        let mut props = Vec::with_capacity(msgs.len() * 128);
+        PROPS.with(|encoded| -> Result<()> {
+            let mut encoded = encoded.borrow_mut();
+            for msg in &msgs {
+                unique_keys.push(self.prepare(msg, &mut encoded)?);
+                let at = props.len();
+                props.extend_from_slice(&encoded);
+                spans.push(at..props.len());
+            }
+            Ok(())
+        })?;
         let mut records = Vec::with_capacity(msgs.len());
         let mut queues: Vec<Arc<ConsumeQueue<B>>> = Vec::with_capacity(msgs.len());
-        for (msg, encoded) in msgs.iter().zip(&props) {
-            records.push(self.plan(msg, encoded, now)?);
+        for (msg, span) in msgs.iter().zip(spans) {
+            records.push(self.plan(msg, &props[span], now)?);
             queues.push(self.queues.get_or_create(&msg.topic, msg.queue_id)?);
         }
         let mut batch: Vec<Appending<'_>> = records
