@@ -260,9 +260,10 @@ fn codec_bench(c: &mut Criterion) {
 /// The copy+CRC ceiling into a real warmed segment (the store's mmap backend, reserved and
 /// published as the commit log does): alone; with a second thread that reads every record
 /// behind the writer and looks at the published end without pause; and with one that reads as
-/// the dispatcher does (everything published, then a 1 ms poll). The second costs the writer
-/// most of the ceiling (every publish must take the end's cache line back from the reader's
-/// core), the third nothing measurable (docs/performance.md, "What bounds one producer").
+/// the dispatcher does (everything published, then a 1 ms poll). On 2026-12-07 the second cost
+/// the writer half of the ceiling or more (most likely each publish taking the end's cache line
+/// back from the reader's core), the third nothing measurable (docs/performance.md, "What
+/// bounds one producer: a second look").
 fn ceiling_with_a_reader(c: &mut Criterion) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -54,10 +54,14 @@ mod tests {
     #[test]
     fn the_meter_wakes_about_once_a_millisecond_and_records_each_wake_up() {
         let meter = HiccupMeter::start().unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(100));
         let late = meter.stop();
-        // About one wake-up per millisecond (fewer on a loaded machine, never none).
-        assert!(late.len() >= 5 && late.len() <= 60, "{} wake-ups in 50 ms", late.len());
+        // At most one wake-up per millisecond asked for (fewer on a loaded machine, but some).
+        assert!(
+            late.len() >= 2 && late.len() <= 101,
+            "{} wake-ups in 100 ms",
+            late.len()
+        );
         assert!(late.min() >= 1);
     }
 }
