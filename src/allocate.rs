@@ -2,7 +2,8 @@
 //! writes one segment, a background thread creates and maps the next, so that a roll-over under
 //! the append lock only installs a ready segment. Warm-up (faulting the pages in) then runs on
 //! the same thread *after* the segment is handed over, racing ahead of the writer instead of
-//! making it wait.
+//! making it wait, 16 MiB at a time: a segment wanted meanwhile is prepared between two chunks,
+//! so that a writer that outruns the warm-up still finds its next segment ready.
 //!
 //! Segments retention took out of the log wait in a small recycle bin (`recycled/`, beside
 //! `commitlog/`): the next segment is then the oldest one's file renamed, with its blocks already
@@ -14,6 +15,7 @@
 //! as zeros): when the writer needs the segment before its zeros are all written, the fill stops
 //! at the next chunk and the writer takes the segment as it is.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -283,60 +285,99 @@ fn discard<B: Backend>(segments: &SegmentQueue<B>, segment: Result<Arc<Segment<B
     }
 }
 
+/// Warm-up works through a segment this much at a time, so that a segment the writer wants
+/// meanwhile is prepared between two chunks rather than after the whole warm-up.
+const WARM_CHUNK: u64 = 16 << 20;
+
 fn run<B: Backend>(shared: &Shared<B>) {
+    // Segments handed over and not yet warmed to the end, oldest first, with how far each is.
+    let mut to_warm: VecDeque<(Arc<Segment<B::Storage>>, u64)> = VecDeque::new();
     let mut state = shared.state.lock();
     loop {
-        while !state.stop && (state.wanted.is_none() || state.ready.is_some()) {
+        let wanted = |state: &State<B::Storage>| state.wanted.is_some() && state.ready.is_none();
+        while !state.stop && !wanted(&state) && to_warm.is_empty() {
             shared.cv.wait(&mut state);
         }
         if state.stop {
             return;
         }
-        let Some(start) = state.wanted.take() else {
+        // Preparing comes first: a writer that reaches the end of its segment while the
+        // segment is still warming must not find the next one missing and create it itself.
+        if wanted(&state)
+            && let Some(start) = state.wanted.take()
+        {
+            state.busy = Some(start);
+            state.hurry = false;
+            drop(state);
+            let prepared = prepare(shared, start);
+            state = shared.state.lock();
+            state.busy = None;
+            if shared.warm_up
+                && let Ok(segment) = &prepared
+            {
+                to_warm.push_back((Arc::clone(segment), 0));
+                state.warming = true;
+            }
+            state.ready = Some((start, prepared));
+            shared.cv.notify_all();
+            continue;
+        }
+        let Some((segment, at)) = to_warm.front_mut() else {
             continue;
         };
-        state.busy = Some(start);
-        state.hurry = false;
         drop(state);
-        let recycled = shared.bin.take(&shared.segments, start);
-        let fresh = matches!(recycled, Ok(None));
-        let prepared = match recycled {
-            Ok(Some(segment)) => Ok(segment),
-            Ok(None) => shared.create(start),
-            Err(e) => Err(e),
+        // A full segment is behind the writer: warming the rest of it would be wasted.
+        let done = if segment.is_full() {
+            true
+        } else {
+            // Tests count and slow the chunks here (tests below).
+            fail::fail_point!("allocate-warm-chunk");
+            let len = WARM_CHUNK.min(segment.size() - *at);
+            if let Err(e) = segment.warm_up_range(*at, len) {
+                tracing::warn!(start = segment.start(), error = %e, "warming up a segment failed");
+                *at = segment.size();
+            } else {
+                *at += len;
+            }
+            *at >= segment.size()
         };
-        let prepared = prepared.map(|mut segment| {
-            // A recycled file's blocks are written already: nothing for zero-fill to do.
-            if shared.zero_fill && fresh {
-                let hurry = || shared.state.lock().hurry;
-                match segment.write_zeros(&hurry) {
-                    Ok(true) => {}
-                    Ok(false) => tracing::debug!(start, "zero-fill cut short: the writer needs the segment"),
-                    Err(e) => tracing::warn!(start, error = %e, "zero-filling a segment failed; it is used as it is"),
-                }
-            }
-            Arc::new(segment)
-        });
-        if let Err(e) = &prepared {
-            tracing::warn!(start, error = %e, "preallocating the next segment failed; the roll-over will retry");
+        if done {
+            to_warm.pop_front();
         }
-        let to_warm = prepared.as_ref().ok().filter(|_| shared.warm_up).cloned();
         state = shared.state.lock();
-        state.busy = None;
-        state.ready = Some((start, prepared));
-        shared.cv.notify_all();
-        if let Some(segment) = to_warm {
-            state.warming = true;
-            drop(state);
-            if let Err(e) = segment.warm_up() {
-                tracing::warn!(start, error = %e, "warming up a segment failed");
-            }
-            drop(segment);
-            state = shared.state.lock();
+        if to_warm.is_empty() {
             state.warming = false;
             shared.cv.notify_all();
         }
     }
+}
+
+/// The segment at `start`: the oldest one of the bin renamed, or a new file (zero-filled if
+/// asked, until the writer hurries it).
+fn prepare<B: Backend>(shared: &Shared<B>, start: u64) -> Result<Arc<Segment<B::Storage>>> {
+    let recycled = shared.bin.take(&shared.segments, start);
+    let fresh = matches!(recycled, Ok(None));
+    let prepared = match recycled {
+        Ok(Some(segment)) => Ok(segment),
+        Ok(None) => shared.create(start),
+        Err(e) => Err(e),
+    };
+    let prepared = prepared.map(|mut segment| {
+        // A recycled file's blocks are written already: nothing for zero-fill to do.
+        if shared.zero_fill && fresh {
+            let hurry = || shared.state.lock().hurry;
+            match segment.write_zeros(&hurry) {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!(start, "zero-fill cut short: the writer needs the segment"),
+                Err(e) => tracing::warn!(start, error = %e, "zero-filling a segment failed; it is used as it is"),
+            }
+        }
+        Arc::new(segment)
+    });
+    if let Err(e) = &prepared {
+        tracing::warn!(start, error = %e, "preallocating the next segment failed; the roll-over will retry");
+    }
+    prepared
 }
 
 impl<S: crate::segment::Storage> RecycleBin<S> {
@@ -375,5 +416,59 @@ impl<S: crate::segment::Storage> RecycleBin<S> {
         self.reused.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(start, "segment recycled");
         Ok(segment.recycle(start, to))
+    }
+}
+
+#[cfg(all(test, feature = "failpoints"))]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::segment::{MmapBackend, SizeRule};
+
+    const SIZE: u64 = 4 * WARM_CHUNK;
+
+    /// A writer that reaches the end of its segment while that segment is still warming must
+    /// find the next one prepared, not create it on its own thread under the append lock.
+    #[test]
+    fn a_segment_wanted_while_another_warms_is_prepared_between_two_chunks() {
+        let scenario = fail::FailScenario::setup();
+        let chunks = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&chunks);
+        fail::cfg_callback("allocate-warm-chunk", move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(50));
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let segments = Arc::new(
+            SegmentQueue::open(Arc::new(MmapBackend), &dir.path().join("log"), SizeRule::Exactly(SIZE)).unwrap(),
+        );
+        let pre = Preallocator::start(segments, true, false, &dir.path().join("bin"), 0, 0).unwrap();
+        // How many warm-up chunks had begun when the segment at `start` was ready to take.
+        let ready = |start: u64| loop {
+            let state = pre.shared.state.lock();
+            if state.ready.as_ref().is_some_and(|r| r.0 == start) {
+                break chunks.load(Ordering::SeqCst);
+            }
+            drop(state);
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        pre.request(0);
+        ready(0);
+        let first = pre.take(0).expect("prepared by the thread").unwrap();
+        // The thread now warms the first segment, a chunk at a time; the writer wants the next.
+        pre.request(SIZE);
+        let ready_after = ready(SIZE);
+        assert!(
+            ready_after < SIZE / WARM_CHUNK,
+            "the next segment came after {ready_after} chunks of the first one's warm-up"
+        );
+        let next = pre.take(SIZE).expect("prepared by the thread").unwrap();
+        assert_eq!((first.start(), next.start()), (0, SIZE));
+        assert!(pre.wait_idle(Duration::from_secs(30)), "the warm-ups end");
+        pre.stop(true);
+        scenario.teardown();
     }
 }

@@ -351,7 +351,12 @@ impl<S: Storage> Segment<S> {
 
     /// Faults every page in ahead of the writer (warm-up); may run while the writer appends.
     pub fn warm_up(&self) -> io::Result<()> {
-        self.storage.warm_up()
+        self.storage.warm_up(0, self.storage.len())
+    }
+
+    /// Faults the pages of `pos..pos + len` (relative) in, as [`warm_up`](Self::warm_up) does.
+    pub fn warm_up_range(&self, pos: u64, len: u64) -> io::Result<()> {
+        self.storage.warm_up(pos as usize, len as usize)
     }
 
     /// Writes the zeros of a new, empty segment out to disk (see [`Storage::write_zeros`]),

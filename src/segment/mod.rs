@@ -84,9 +84,9 @@ pub trait Storage: Send + Sync + 'static {
         let _ = (pos, len);
     }
 
-    /// Faults every page in ahead of the writer (warm-up). Must be safe to run while the
-    /// writer appends: implementations touch no byte of the region themselves.
-    fn warm_up(&self) -> io::Result<()>;
+    /// Faults the pages of `pos..pos + len` in ahead of the writer (warm-up). Must be safe to
+    /// run while the writer appends: implementations touch no byte of the region themselves.
+    fn warm_up(&self, pos: usize, len: usize) -> io::Result<()>;
 
     /// Writes zeros over the whole region and makes them durable, so that later syncs of
     /// written ranges carry data alone. File systems such as ext4 and XFS mark preallocated

@@ -117,7 +117,7 @@ impl Storage for SimStorage {
         Ok(())
     }
 
-    fn warm_up(&self) -> io::Result<()> {
+    fn warm_up(&self, _pos: usize, _len: usize) -> io::Result<()> {
         Ok(())
     }
 }
