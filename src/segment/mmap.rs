@@ -9,11 +9,12 @@ use memmap2::{Advice, MmapOptions, MmapRaw, UncheckedAdvice};
 
 use super::{Backend, Storage};
 
-/// The page size [`Storage::release_pages`] rounds its range inwards to. Where pages are larger
+/// The page size [`Storage::release_pages`] rounds its range inwards to (the one the flush
+/// counts dirty pages in, [`PAGE_SIZE`](super::file::PAGE_SIZE)). Where pages are larger
 /// the kernel refuses a start it finds unaligned or rounds the length up: either way at worst a
 /// page stays mapped, or a page still being written is unmapped and mapped back by its next
 /// write, bytes intact.
-const RELEASE_PAGE: usize = 4096;
+const RELEASE_PAGE: usize = super::file::PAGE_SIZE as usize;
 /// Ranges smaller than this stay mapped: a system call and a shoot-down of their own would
 /// cost more than the few per-page ones they save.
 const RELEASE_AT_LEAST: usize = 64 * 1024;
