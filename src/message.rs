@@ -129,6 +129,18 @@ impl Message {
         &self.body
     }
 
+    /// The body, to change in place: a producer that appends with
+    /// [`put_ref`](crate::MessageStore::put_ref) can refill one message for each append instead
+    /// of allocating a new one.
+    pub fn body_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.body
+    }
+
+    /// Moves the message to another queue of its topic.
+    pub fn set_queue_id(&mut self, queue_id: u32) {
+        self.queue_id = queue_id;
+    }
+
     /// Encodes the properties (TAGS, user properties in order, then KEYS, then `unique` as
     /// UNIQ_KEY) into `out`, without allocating beyond `out`'s growth.
     pub(crate) fn encode_properties(&self, out: &mut Vec<u8>, unique: Option<&UniqueKey>) -> Result<()> {

@@ -580,8 +580,30 @@ impl<B: Backend> MessageStore<B> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn put(&self, msg: Message) -> Result<PutResult> {
+        self.put_ref(&msg)
+    }
+
+    /// Appends one message as [`put`](Self::put) does, leaving it to the caller, who can refill
+    /// and append it again: a producer that decodes messages into one buffer allocates nothing
+    /// per append (nor does the store).
+    ///
+    /// ```
+    /// use mqstore::{Message, MessageStore, StoreConfig};
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = MessageStore::open(StoreConfig::new(dir.path()).commit_log_segment_size(1 << 20))?;
+    /// let mut msg = Message::new("orders", 0, Vec::with_capacity(64));
+    /// for i in 0..4u32 {
+    ///     msg.body_mut().clear();
+    ///     msg.body_mut().extend_from_slice(format!("order {i}").as_bytes());
+    ///     msg.set_queue_id(i % 2);
+    ///     store.put_ref(&msg)?;
+    /// }
+    /// # store.close()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn put_ref(&self, msg: &Message) -> Result<PutResult> {
         let started = Instant::now();
-        let (appended, end) = self.append_one(&msg, started)?;
+        let (appended, end) = self.append_one(msg, started)?;
         let status = self.status_after(end);
         self.counters.put(1, u64::from(appended.wrote_bytes), started.elapsed());
         Ok(PutResult { status, ..appended })

@@ -80,3 +80,52 @@ fn no_allocation_per_put_sync() {
     let per_put = allocations_per_put(FlushPolicy::sync());
     assert!(per_put < 0.01, "{per_put} allocations per put");
 }
+
+/// A producer that refills one message and appends it with `put_ref` allocates nothing per put,
+/// its own side included; every record holds the refill it was appended with.
+#[test]
+fn a_refilled_message_appended_by_reference_allocates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(
+        StoreConfig::new(dir.path())
+            .flush_policy(FlushPolicy::asynchronous())
+            .commit_log_segment_size(1 << 20),
+    )
+    .unwrap();
+    const N: u64 = 2000;
+    let mut msg = Message::new("alloc", 0, Vec::with_capacity(64))
+        .with_tags("TagA")
+        .with_keys(["order-1"]);
+    let mut put = |i: u64| {
+        let body = msg.body_mut();
+        body.clear();
+        body.extend_from_slice(&i.to_le_bytes());
+        body.extend_from_slice(b" refilled");
+        msg.set_queue_id((i % 4) as u32);
+        store.put_ref(&msg).unwrap()
+    };
+    for i in 0..200 {
+        put(i);
+    }
+    let before = allocations();
+    let mut ends = 0u64;
+    for i in 200..200 + N {
+        let r = put(i);
+        ends = ends.max(r.commit_log_offset + u64::from(r.wrote_bytes));
+    }
+    let per_put = (allocations() - before) as f64 / N as f64;
+    assert!(per_put < 0.01, "{per_put} allocations per put");
+    assert!(ends > 0);
+    store.wait_dispatched(std::time::Duration::from_secs(10));
+    for q in 0..4u32 {
+        let got = store.get("alloc", q, 0, 1000).unwrap();
+        assert_eq!(got.messages.len() as u64, (200 + N) / 4, "queue {q}");
+        for (k, m) in got.messages.iter().enumerate() {
+            let i = q as u64 + 4 * k as u64;
+            assert_eq!(&m.body()[..8], i.to_le_bytes(), "queue {q} offset {k}");
+            assert_eq!(&m.body()[8..], b" refilled");
+            assert_eq!(m.tags(), Some("TagA"));
+        }
+    }
+    store.close().unwrap();
+}
