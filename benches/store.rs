@@ -343,6 +343,34 @@ fn ceiling_with_a_reader(c: &mut Criterion) {
             })
         });
     }
+    // The store's whole put against the loops above, in the same run and on the same terms: one
+    // producer refilling one message (as the loops reuse one body), async flush, a fresh store
+    // whose first segment (of the same size) is warmed before the clock starts, at most a
+    // segment's worth of records timed in each, so that the disk's sustained write speed (the
+    // loops never reach it) does not enter.
+    group.bench_function("store_put_ref_async", |b| {
+        let mut msg = Message::new("bench", 0, body.clone());
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(per_segment - 1024);
+                left -= n;
+                let dir = tempfile::tempdir().unwrap();
+                let store = open(dir.path(), FlushPolicy::asynchronous());
+                store.wait_segments_prepared(Duration::from_secs(60));
+                let started = Instant::now();
+                for i in 0..n {
+                    msg.body_mut()[..8].copy_from_slice(&i.to_be_bytes());
+                    msg.set_queue_id((i % 4) as u32);
+                    store.put_ref(&msg).unwrap();
+                }
+                timed += started.elapsed();
+                store.close().unwrap();
+            }
+            timed
+        });
+    });
     group.finish();
 }
 

@@ -3,8 +3,9 @@
 //! An append reserves its bytes under the append lock and fills them outside it, so several
 //! producers fill their records at once and finish in any order. What is published must still
 //! grow as one prefix of the log: readers, the dispatcher, flushes and replication read up to
-//! the published end. So every reservation takes a place in a sequence when it is made (under
-//! the append lock), and whoever finishes filling hands it in there: the producer that completes
+//! the published end. So every reservation takes a number in a sequence when it is made (under
+//! the append lock, which is all that numbering needs), and whoever finishes filling hands it in
+//! at its place: the producer that completes
 //! the prefix publishes it, its own reservation and every one finished after it, in order. No
 //! producer waits for another to publish its own, and none is woken to do it: with more
 //! producers than cores, a producer preempted in the middle of its fill holds up publication,
@@ -34,13 +35,18 @@ pub(super) struct Sequence<S: Storage> {
     published: Condvar,
     /// End of the last reservation made, published or not.
     reserved: AtomicU64,
+    /// The number the next reservation takes. Read and advanced only under the append lock: a
+    /// load and a store, no lock of its own (taking the slots' lock here as well cost an
+    /// append a second lock).
+    next: AtomicU64,
 }
 
 struct Slots<S: Storage> {
-    /// Sequence number of the first slot.
+    /// Number of the first slot: the first reservation not yet published.
     first: u64,
-    /// `None` while its reservation is being filled; then the reservation and the store
-    /// timestamp of its last record (`None` for a filler).
+    /// `None` while its reservation is being filled (the slots of those being filled after the
+    /// last one handed in are not there yet); then the reservation and the store timestamp of
+    /// its last record (`None` for a filler).
     slots: VecDeque<Option<(Reservation<S>, Option<u64>)>>,
 }
 
@@ -53,6 +59,7 @@ impl<S: Storage> Sequence<S> {
             }),
             published: Condvar::new(),
             reserved: AtomicU64::new(end),
+            next: AtomicU64::new(0),
         }
     }
 
@@ -70,13 +77,12 @@ impl<S: Storage> Sequence<S> {
 }
 
 impl<B: Backend> CommitLog<B> {
-    /// Takes the next place in the sequence for `reservation`, made under the append lock.
+    /// Gives `reservation`, made under the append lock (still held), the next number in the
+    /// sequence.
     pub(super) fn enter(&self, reservation: Reservation<B::Storage>) -> Filling<'_, B> {
-        let mut state = self.sequence.state.lock();
-        state.slots.push_back(None);
-        let seq = state.first + state.slots.len() as u64 - 1;
+        let seq = self.sequence.next.load(Ordering::Relaxed);
+        self.sequence.next.store(seq + 1, Ordering::Relaxed);
         self.sequence.reserved.store(reservation.end(), Ordering::Release);
-        drop(state);
         Filling {
             log: self,
             seq,
@@ -87,7 +93,11 @@ impl<B: Backend> CommitLog<B> {
     /// Hands in a filled reservation and publishes the prefix it completes, if it does.
     fn hand_in(&self, seq: u64, reservation: Reservation<B::Storage>, timestamp: Option<u64>) {
         let mut state = self.sequence.state.lock();
+        // Every reservation before `first` is published, this one included only once handed in.
         let at = (seq - state.first) as usize;
+        if at >= state.slots.len() {
+            state.slots.resize_with(at + 1, || None);
+        }
         state.slots[at] = Some((reservation, timestamp));
         let mut moved = false;
         while matches!(state.slots.front(), Some(Some(_))) {

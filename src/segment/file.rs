@@ -433,14 +433,15 @@ impl<S: Storage> Reservation<S> {
     /// reservations in the order they were made, each once its predecessor is published,
     /// never gets one back.
     pub fn publish(self) -> Result<(), Self> {
-        match self
-            .segment
-            .readable
-            .compare_exchange(self.pos, self.pos + self.len, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => Ok(()),
-            Err(_) => Err(self),
+        // A load and a store, not a compare-and-swap: only the reservation that starts at the
+        // published end may move it, and there is one such reservation at a time, so no other
+        // store can come between the two. (The swap's locked instruction was a measurable part
+        // of an append.)
+        if self.segment.readable.load(Ordering::Acquire) != self.pos {
+            return Err(self);
         }
+        self.segment.readable.store(self.pos + self.len, Ordering::Release);
+        Ok(())
     }
 }
 
