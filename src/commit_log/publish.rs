@@ -5,11 +5,10 @@
 //! grow as one prefix of the log: readers, the dispatcher, flushes and replication read up to
 //! the published end. So every reservation takes a number in a sequence when it is made (under
 //! the append lock, which is all that numbering needs), and whoever finishes filling hands it in
-//! at its place: the producer that completes
-//! the prefix publishes it, its own reservation and every one finished after it, in order. No
-//! producer waits for another to publish its own, and none is woken to do it: with more
-//! producers than cores, a producer preempted in the middle of its fill holds up publication,
-//! never the others' appends.
+//! at its place: the producer that completes the prefix publishes it, its own reservation and
+//! every one finished after it, in order. No producer waits for another to publish its own, and
+//! none is woken to do it: with more producers than cores, a producer preempted in the middle of
+//! its fill holds up publication, never the others' appends.
 //!
 //! A put under the async policies returns once its record is filled, published or not: its
 //! bytes are in the page cache, whole, and a crash before the records in front of it are filled
@@ -71,7 +70,10 @@ impl<S: Storage> Sequence<S> {
     /// The log's end was set directly (recovery, replication, truncation), with nothing in
     /// flight.
     pub(super) fn reset(&self, end: u64) {
-        debug_assert!(self.state.lock().slots.is_empty());
+        debug_assert!({
+            let state = self.state.lock();
+            state.slots.is_empty() && state.first == self.next.load(Ordering::Relaxed)
+        });
         self.reserved.store(end, Ordering::Release);
     }
 }
