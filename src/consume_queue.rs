@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 
 pub mod registry;
@@ -83,8 +84,12 @@ pub struct ConsumeQueue<B: Backend> {
     queue_id: u32,
     segments: SegmentQueue<B>,
     writer: Mutex<Option<SegmentWriter<B::Storage>>>,
-    /// Next queue offset to hand to a put. Only the commit log's append lock changes it.
-    assigned: AtomicU64,
+    /// Next queue offset to hand to a put. Only the commit log's append lock changes it (and
+    /// recovery). On cache lines of its own: a producer writes it on every put, the dispatcher
+    /// writes the fields around it on every unit.
+    assigned: CachePadded<AtomicU64>,
+    /// What the dispatcher last saw of `assigned` (see [`put`](Self::put)); only it writes this.
+    assigned_seen: AtomicU64,
     /// One past the last unit written (dispatched).
     max_offset: AtomicU64,
     /// First offset a reader may ask for.
@@ -131,7 +136,8 @@ impl<B: Backend> ConsumeQueue<B> {
             queue_id,
             segments,
             writer: Mutex::new(None),
-            assigned: AtomicU64::new(0),
+            assigned: CachePadded::new(AtomicU64::new(0)),
+            assigned_seen: AtomicU64::new(0),
             max_offset: AtomicU64::new(0),
             min_offset: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
@@ -158,6 +164,7 @@ impl<B: Backend> ConsumeQueue<B> {
         let max = (start + end) / UNIT_SIZE;
         self.max_offset.store(max, Ordering::Release);
         self.assigned.store(max, Ordering::Release);
+        self.assigned_seen.store(max, Ordering::Relaxed);
         self.flushed.store(max, Ordering::Release);
         self.min_offset.store(self.first_unit_held(), Ordering::Release);
         Ok(())
@@ -331,9 +338,16 @@ impl<B: Backend> ConsumeQueue<B> {
             next += 1;
         }
         self.max_offset.store(next, Ordering::Release);
-        if self.assigned() < next {
-            // Only during recovery (no puts yet): keep the put counter at least at the end.
-            self.assigned.fetch_max(next, Ordering::AcqRel);
+        // Keeps the put counter at least at the end, for records no put numbered (recovery,
+        // replication). Looked at only once the dispatch passes what it saw there last: puts
+        // numbered everything below, and a read of the counter on every unit would pull its line
+        // from the producer's core each time.
+        if next > self.assigned_seen.load(Ordering::Relaxed) {
+            let assigned = self.assigned();
+            if assigned < next {
+                self.assigned.fetch_max(next, Ordering::AcqRel);
+            }
+            self.assigned_seen.store(assigned.max(next), Ordering::Relaxed);
         }
         Ok(UnitPut::Written)
     }
@@ -443,6 +457,7 @@ impl<B: Backend> ConsumeQueue<B> {
         self.segments.remove_all()?;
         self.max_offset.store(0, Ordering::Release);
         self.assigned.store(0, Ordering::Release);
+        self.assigned_seen.store(0, Ordering::Relaxed);
         self.flushed.store(0, Ordering::Release);
         self.min_offset.store(0, Ordering::Release);
         *self.hole.lock() = None;
@@ -537,6 +552,7 @@ impl<B: Backend> ConsumeQueue<B> {
         }
         self.max_offset.store(keep, Ordering::Release);
         self.assigned.store(keep, Ordering::Release);
+        self.assigned_seen.store(keep, Ordering::Relaxed);
         self.flushed.fetch_min(keep, Ordering::AcqRel);
         if self.min_offset() > keep {
             self.min_offset.store(keep, Ordering::Release);
@@ -878,5 +894,49 @@ impl<B: Backend> QueueTable<B> {
             self.backend.remove(seg.path()).at(seg.path())?;
         }
         Ok(taken.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::MmapBackend;
+
+    fn unit(i: u64) -> CqUnit {
+        CqUnit {
+            commit_log_offset: i * 100,
+            size: 100,
+            tags_code: 0,
+        }
+    }
+
+    /// The dispatcher keeps the put counter at least at the queue's end without reading it on
+    /// every unit; whatever lowers the counter must make it look again.
+    #[test]
+    fn the_put_counter_follows_the_dispatch_through_numbered_puts_cuts_and_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = QueueTable::open(Arc::new(MmapBackend), dir.path().join("cq"), 64, false, None).unwrap();
+        let q = table.get_or_create("t", 0).unwrap();
+        // Records no put numbered (recovery, replication): the counter follows.
+        for i in 0..3 {
+            q.put(i, unit(i), false).unwrap();
+            assert_eq!(q.assigned(), i + 1);
+        }
+        // Puts numbered ahead of the dispatch: the counter is theirs.
+        q.assign_counter().store(10, Ordering::Relaxed);
+        for i in 3..6 {
+            q.put(i, unit(i), false).unwrap();
+        }
+        assert_eq!(q.assigned(), 10);
+        // Cut back to the units wholly below 300: the counter with them, and the next unit
+        // dispatched raises it again.
+        q.truncate_to_log(300).unwrap();
+        assert_eq!((q.max_offset(), q.assigned()), (3, 3));
+        q.put(3, unit(3), false).unwrap();
+        assert_eq!(q.assigned(), 4);
+        q.clear().unwrap();
+        assert_eq!(q.assigned(), 0);
+        q.put(0, unit(0), false).unwrap();
+        assert_eq!(q.assigned(), 1);
     }
 }
