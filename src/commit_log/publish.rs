@@ -97,34 +97,45 @@ impl<B: Backend> CommitLog<B> {
         let mut state = self.sequence.state.lock();
         // Every reservation before `first` is published, this one included only once handed in.
         let at = (seq - state.first) as usize;
-        if at >= state.slots.len() {
-            state.slots.resize_with(at + 1, || None);
-        }
-        state.slots[at] = Some((reservation, timestamp));
-        let mut moved = false;
-        while matches!(state.slots.front(), Some(Some(_))) {
-            let (reservation, timestamp) = state.slots.pop_front().flatten().expect("the front slot is filled");
+        if at == 0 && state.slots.is_empty() {
+            // The front, with none handed in behind it (one producer, always): published at
+            // once, without a slot.
             state.first += 1;
-            let end = reservation.end();
-            if let Err(reservation) = reservation.publish() {
-                // Every reservation before it in the segment is published (they come first in
-                // the sequence): only a bug in the order of reservations gets here.
-                unreachable!(
-                    "commit-log reservation at {} published out of order",
-                    reservation.start()
-                );
+            self.publish_one(reservation, timestamp);
+        } else {
+            if at >= state.slots.len() {
+                state.slots.resize_with(at + 1, || None);
             }
-            self.written.store(end, Ordering::Release);
-            // After the end moved: a flush reads the timestamp first, then the end, and promises
-            // the timestamp durable once that end is; a timestamp seen must bring its record's
-            // end with it.
-            if let Some(timestamp) = timestamp {
-                self.last_timestamp.store(timestamp, Ordering::Release);
+            state.slots[at] = Some((reservation, timestamp));
+            if at != 0 {
+                return;
             }
-            moved = true;
+            while let Some(Some(_)) = state.slots.front() {
+                let (reservation, timestamp) = state.slots.pop_front().flatten().expect("the front slot is filled");
+                state.first += 1;
+                self.publish_one(reservation, timestamp);
+            }
         }
-        if moved {
-            self.sequence.published.notify_all();
+        self.sequence.published.notify_all();
+    }
+
+    /// Publishes the reservation at the front of the sequence. Called under the slots' lock.
+    fn publish_one(&self, reservation: Reservation<B::Storage>, timestamp: Option<u64>) {
+        let end = reservation.end();
+        if let Err(reservation) = reservation.publish() {
+            // Every reservation before it in the segment is published (they come first in the
+            // sequence): only a bug in the order of reservations gets here.
+            unreachable!(
+                "commit-log reservation at {} published out of order",
+                reservation.start()
+            );
+        }
+        self.written.store(end, Ordering::Release);
+        // After the end moved: a flush reads the timestamp first, then the end, and promises the
+        // timestamp durable once that end is; a timestamp seen must bring its record's end with
+        // it.
+        if let Some(timestamp) = timestamp {
+            self.last_timestamp.store(timestamp, Ordering::Release);
         }
     }
 
