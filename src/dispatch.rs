@@ -122,7 +122,11 @@ pub fn for_each_record<B: Backend>(
         let Some(segment) = log.segment_at(offset) else {
             break;
         };
-        // Walk the records of one segment without looking it up again.
+        // Walk the records of one segment without looking it up again, and read its published
+        // bytes once for all the records they hold, not once per record: the readable end and
+        // the write buffer's lock sit beside what the producer reads and writes on every put,
+        // and a look per record sent those lines from core to core with every message.
+        let mut window: Option<(u64, crate::segment::Bytes<'_>)> = None;
         loop {
             if offset >= limit {
                 break;
@@ -139,8 +143,17 @@ pub fn for_each_record<B: Backend>(
                 }
                 continue;
             }
-            let bytes = segment.read_from_buffer_first(offset - segment.start());
-            let entry = match CommitLog::<B>::entry_in(bytes.as_deref(), segment.end(), verify) {
+            if window
+                .as_ref()
+                .is_none_or(|(at, bytes)| offset >= at + bytes.len() as u64)
+            {
+                // Published bytes end where a reservation ends: the window holds whole records.
+                window = segment
+                    .read_from_buffer_first(offset - segment.start())
+                    .map(|bytes| (offset, bytes));
+            }
+            let bytes = window.as_ref().map(|(at, bytes)| &bytes[(offset - at) as usize..]);
+            let entry = match CommitLog::<B>::entry_in(bytes, segment.end(), verify) {
                 Ok(Entry::Record(view)) if view.physical_offset != offset => {
                     Err(format!("record carries physical offset {}", view.physical_offset))
                 }
