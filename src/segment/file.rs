@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, RwLock};
 
 use super::Storage;
@@ -35,8 +36,10 @@ pub struct Segment<S: Storage> {
     storage: S,
     start: u64,
     path: PathBuf,
-    /// Bytes published to readers, relative to `start`.
-    readable: AtomicU64,
+    /// Bytes published to readers, relative to `start`. Written by every append, read by the
+    /// dispatcher and readers: on cache lines of its own, so that neither the fields the writer
+    /// reads on every append nor the `Arc`'s counts (every reader's clone) share its line.
+    readable: CachePadded<AtomicU64>,
     /// Bytes known durable, relative to `start`.
     flushed: AtomicU64,
     /// Whether a [`SegmentWriter`] was handed out; there is at most one per segment.
@@ -78,7 +81,7 @@ impl<S: Storage> Segment<S> {
             storage,
             start,
             path,
-            readable: AtomicU64::new(readable),
+            readable: CachePadded::new(AtomicU64::new(readable)),
             flushed: AtomicU64::new(0),
             claimed: AtomicBool::new(false),
             buffered: false,
