@@ -354,7 +354,9 @@ fn ceiling_with_a_reader(c: &mut Criterion) {
             let mut timed = Duration::ZERO;
             let mut left = iters;
             while left > 0 {
-                let n = left.min(per_segment - 1024);
+                // The store's records carry a topic and properties the loops' do not: a tenth
+                // less keeps them within the first segment.
+                let n = left.min(per_segment * 9 / 10);
                 left -= n;
                 let dir = tempfile::tempdir().unwrap();
                 let store = open(dir.path(), FlushPolicy::asynchronous());

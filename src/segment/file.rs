@@ -436,10 +436,9 @@ impl<S: Storage> Reservation<S> {
     /// reservations in the order they were made, each once its predecessor is published,
     /// never gets one back.
     pub fn publish(self) -> Result<(), Self> {
-        // A load and a store, not a compare-and-swap: only the reservation that starts at the
-        // published end may move it, and there is one such reservation at a time, so no other
-        // store can come between the two. (The swap's locked instruction was a measurable part
-        // of an append.)
+        // A load and a store, not a compare-and-swap (one locked instruction fewer per append):
+        // only the reservation that starts at the published end may move it, and there is one
+        // such reservation at a time, so no other store can come between the two.
         if self.segment.readable.load(Ordering::Acquire) != self.pos {
             return Err(self);
         }
