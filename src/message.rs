@@ -141,10 +141,10 @@ impl Message {
         self.queue_id = queue_id;
     }
 
-    /// Encodes the properties (TAGS, user properties in order, then KEYS, then `unique` as
-    /// UNIQ_KEY) into `out`, without allocating beyond `out`'s growth.
+    /// Appends the properties (TAGS, user properties in order, then KEYS, then `unique` as
+    /// UNIQ_KEY) to `out`, without allocating beyond `out`'s growth; on an error `out` is left
+    /// as it was.
     pub(crate) fn encode_properties(&self, out: &mut Vec<u8>, unique: Option<&UniqueKey>) -> Result<()> {
-        out.clear();
         let tags = self.tags.as_deref().map(|t| (codec::PROPERTY_TAGS, t));
         let user = self.properties.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         codec::encode_properties_with_keys(tags.into_iter().chain(user), &self.keys, out)?;

@@ -525,8 +525,8 @@ impl<B: Backend> MessageStore<B> {
         Ok(())
     }
 
-    /// Checks a message and encodes its properties into `props`; gives the `UNIQ_KEY` the store
-    /// assigned it, if any.
+    /// Checks a message and appends its encoded properties to `props`; gives the `UNIQ_KEY` the
+    /// store assigned it, if any.
     fn prepare(&self, msg: &Message, props: &mut Vec<u8>) -> Result<Option<UniqueKey>> {
         msg.validate(self.config.max_queues_per_topic, self.config.max_message_size)?;
         let unique = match &self.unique_keys {
@@ -644,6 +644,7 @@ impl<B: Backend> MessageStore<B> {
         let now = millis_at(started);
         PROPS.with(|props| {
             let mut props = props.borrow_mut();
+            props.clear();
             let unique_key = self.prepare(msg, &mut props)?;
             let record = self.plan(msg, &props, now)?;
             let queue = self.queues.get_or_create(&msg.topic, msg.queue_id)?;
@@ -667,21 +668,17 @@ impl<B: Backend> MessageStore<B> {
             return Ok(Vec::new());
         }
         let now = millis_at(started);
-        // Every message's properties in one buffer, rather than a buffer of its own each: an
-        // allocation and its reallocations per message (see docs/performance.md, "Batches").
+        // Every message's properties encoded into one buffer, rather than a buffer of its own
+        // each: an allocation and its reallocations per message (see docs/performance.md,
+        // "Batches").
         let mut unique_keys = Vec::with_capacity(msgs.len());
         let mut spans = Vec::with_capacity(msgs.len());
         let mut props = Vec::with_capacity(msgs.len() * 128);
-        PROPS.with(|encoded| -> Result<()> {
-            let mut encoded = encoded.borrow_mut();
-            for msg in &msgs {
-                unique_keys.push(self.prepare(msg, &mut encoded)?);
-                let at = props.len();
-                props.extend_from_slice(&encoded);
-                spans.push(at..props.len());
-            }
-            Ok(())
-        })?;
+        for msg in &msgs {
+            let at = props.len();
+            unique_keys.push(self.prepare(msg, &mut props)?);
+            spans.push(at..props.len());
+        }
         let mut records = Vec::with_capacity(msgs.len());
         let mut queues: Vec<Arc<ConsumeQueue<B>>> = Vec::with_capacity(msgs.len());
         for (msg, span) in msgs.iter().zip(spans) {

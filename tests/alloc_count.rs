@@ -108,14 +108,11 @@ fn a_refilled_message_appended_by_reference_allocates_nothing() {
         put(i);
     }
     let before = allocations();
-    let mut ends = 0u64;
     for i in 200..200 + N {
-        let r = put(i);
-        ends = ends.max(r.commit_log_offset + u64::from(r.wrote_bytes));
+        put(i);
     }
     let per_put = (allocations() - before) as f64 / N as f64;
     assert!(per_put < 0.01, "{per_put} allocations per put");
-    assert!(ends > 0);
     store.wait_dispatched(std::time::Duration::from_secs(10));
     for q in 0..4u32 {
         let got = store.get("alloc", q, 0, 1000).unwrap();

@@ -62,6 +62,5 @@ mod tests {
             "{} wake-ups in 100 ms",
             late.len()
         );
-        assert!(late.min() >= 1);
     }
 }
