@@ -1,9 +1,10 @@
 //! Allocation ahead of need (RocketMQ's AllocateMappedFileService): while the commit log
 //! writes one segment, a background thread creates and maps the next, so that a roll-over under
 //! the append lock only installs a ready segment. Warm-up (faulting the pages in) then runs on
-//! the same thread *after* the segment is handed over, racing ahead of the writer instead of
-//! making it wait, 16 MiB at a time: a segment wanted meanwhile is prepared between two chunks,
-//! so that a writer that outruns the warm-up still finds its next segment ready.
+//! the same thread *after* the segment is handed over, running ahead of the writer instead of
+//! making it wait, 16 MiB at a time and never more than 64 MiB ahead (see [`WARM_AHEAD`]): a
+//! segment wanted meanwhile is prepared between two chunks, so that a writer that outruns the
+//! warm-up still finds its next segment ready.
 //!
 //! Segments retention took out of the log wait in a small recycle bin (`recycled/`, beside
 //! `commitlog/`): the next segment is then the oldest one's file renamed, with its blocks already
@@ -33,7 +34,7 @@ struct State<S: crate::segment::Storage> {
     busy: Option<u64>,
     /// The writer waits for the segment being prepared: stop zero-filling it.
     hurry: bool,
-    /// A prepared segment is being warmed up.
+    /// A prepared segment is being warmed up (not merely waiting for the writer to come closer).
     warming: bool,
     /// A prepared segment (or why preparing it failed).
     ready: Option<(u64, Result<Arc<Segment<S>>>)>,
@@ -289,9 +290,24 @@ fn discard<B: Backend>(segments: &SegmentQueue<B>, segment: Result<Arc<Segment<B
 /// meanwhile is prepared between two chunks rather than after the whole warm-up.
 const WARM_CHUNK: u64 = 16 << 20;
 
+/// Warm-up stays at most this far ahead of the writer. Warmed pages are dirty zeros: a whole
+/// warmed segment or two pushed the page cache past the kernel's background-writeback threshold,
+/// and writeback then cleaned pages the writer had not reached yet, so that the writer took a
+/// write-protect fault on them after all (about one put in 80 in the bench) and the disk wrote
+/// zeros that were rewritten moments later. At a few GB/s the writer takes tens of milliseconds
+/// to cross this window, far longer than the thread needs to warm a chunk.
+const WARM_AHEAD: u64 = 64 << 20;
+
+/// How often a paced warm-up looks at the writer's position while the writer moves; it backs off
+/// to [`WARM_POLL_IDLE`] while the writer stands still, so an idle store's thread sleeps.
+const WARM_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+const WARM_POLL_IDLE: std::time::Duration = std::time::Duration::from_millis(16);
+
 fn run<B: Backend>(shared: &Shared<B>) {
     // Segments handed over and not yet warmed to the end, oldest first, with how far each is.
     let mut to_warm: VecDeque<(Arc<Segment<B::Storage>>, u64)> = VecDeque::new();
+    // While warm-up waits for the writer: where the writer was last seen, and the next look's delay.
+    let mut paced: Option<(u64, std::time::Duration)> = None;
     let mut state = shared.state.lock();
     loop {
         let wanted = |state: &State<B::Storage>| state.wanted.is_some() && state.ready.is_none();
@@ -300,6 +316,15 @@ fn run<B: Backend>(shared: &Shared<B>) {
         }
         if state.stop {
             return;
+        }
+        if let Some((_, delay)) = paced
+            && !wanted(&state)
+        {
+            // Woken early by a request (or spuriously): the loop looks again either way.
+            let _ = shared.cv.wait_for(&mut state, delay);
+            if state.stop {
+                return;
+            }
         }
         // Preparing comes first: a writer that reaches the end of its segment while the
         // segment is still warming must not find the next one missing and create it itself.
@@ -325,6 +350,22 @@ fn run<B: Backend>(shared: &Shared<B>) {
         let Some((segment, at)) = to_warm.front_mut() else {
             continue;
         };
+        let writer_at = segment.readable();
+        if !segment.is_full() && *at >= writer_at.saturating_add(WARM_AHEAD) {
+            // Far enough ahead: nothing is in progress until the writer comes closer.
+            let delay = match paced {
+                Some((seen, delay)) if seen == writer_at => (delay * 2).min(WARM_POLL_IDLE),
+                _ => WARM_POLL,
+            };
+            paced = Some((writer_at, delay));
+            if state.warming {
+                state.warming = false;
+                shared.cv.notify_all();
+            }
+            continue;
+        }
+        paced = None;
+        state.warming = true;
         drop(state);
         // A full segment is behind the writer: warming the rest of it would be wasted.
         let done = if segment.is_full() {
@@ -468,6 +509,56 @@ mod tests {
         let next = pre.take(SIZE).expect("prepared by the thread").unwrap();
         assert_eq!((first.start(), next.start()), (0, SIZE));
         assert!(pre.wait_idle(Duration::from_secs(30)), "the warm-ups end");
+        pre.stop(true);
+        scenario.teardown();
+    }
+
+    /// Warm-up keeps to a window ahead of the writer: it stops there while the writer stands
+    /// still (and counts as idle), and follows the writer as it moves.
+    #[test]
+    fn warm_up_stays_a_window_ahead_of_the_writer() {
+        let scenario = fail::FailScenario::setup();
+        let chunks = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&chunks);
+        fail::cfg_callback("allocate-warm-chunk", move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        let size = 3 * WARM_AHEAD;
+        let dir = tempfile::tempdir().unwrap();
+        let segments = Arc::new(
+            SegmentQueue::open(Arc::new(MmapBackend), &dir.path().join("log"), SizeRule::Exactly(size)).unwrap(),
+        );
+        let pre = Preallocator::start(segments, true, false, &dir.path().join("bin"), 0, 0).unwrap();
+        pre.request(0);
+        assert!(pre.wait_idle(Duration::from_secs(30)));
+        let segment = pre.take(0).expect("prepared by the thread").unwrap();
+        // Counts the chunks warmed once the thread has settled: `wait_idle` returns as soon
+        // as it waits for the writer, but it only notices a moved writer at its next look.
+        let settled = |expected: u64| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while chunks.load(Ordering::SeqCst) < expected && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert!(pre.wait_idle(Duration::from_secs(30)));
+            // Long enough for several looks at a writer that stands still.
+            std::thread::sleep(WARM_POLL_IDLE * 4);
+            chunks.load(Ordering::SeqCst)
+        };
+        let window = WARM_AHEAD / WARM_CHUNK;
+        assert_eq!(
+            settled(window),
+            window,
+            "a writer at 0 has one window warmed ahead of it"
+        );
+        let mut writer = segment.claim_writer().unwrap();
+        writer.write(&vec![1u8; (2 * WARM_CHUNK) as usize]);
+        writer.publish();
+        assert_eq!(
+            settled(window + 2),
+            window + 2,
+            "the window moved with the writer, by the two chunks written"
+        );
         pre.stop(true);
         scenario.teardown();
     }

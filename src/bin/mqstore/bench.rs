@@ -720,8 +720,9 @@ fn run_mode(plan: Plan, show_progress: bool) -> Result<Report, Failure> {
         return Err(Failure::failed(format!("{name}: the priming puts were not dispatched")));
     }
     // ... and, like a broker that has been running, the segment after the active one prepared
-    // (and both warmed, with warm-up on) by the store's allocation thread. Later segments are
-    // prepared while the run writes, racing it as they would in service.
+    // by the store's allocation thread (with warm-up on, the active one warmed as far ahead of
+    // the writer as the store warms). Later segments are prepared, and warmed, while the run
+    // writes, racing it as they would in service.
     if !store.wait_segments_prepared(DISPATCH_WAIT) {
         return Err(Failure::failed(format!(
             "{name}: the first segments were not prepared in time"
