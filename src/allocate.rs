@@ -2,9 +2,9 @@
 //! writes one segment, a background thread creates and maps the next, so that a roll-over under
 //! the append lock only installs a ready segment. Warm-up (faulting the pages in) then runs on
 //! the same thread *after* the segment is handed over, running ahead of the writer instead of
-//! making it wait, 16 MiB at a time and never more than 64 MiB ahead (see [`WARM_AHEAD`]): a
-//! segment wanted meanwhile is prepared between two chunks, so that a writer that outruns the
-//! warm-up still finds its next segment ready.
+//! making it wait, 16 MiB at a time and no further ahead than writeback allows (see
+//! [`WARM_AHEAD_MIN`]): a segment wanted meanwhile is prepared between two chunks, so that a
+//! writer that outruns the warm-up still finds its next segment ready.
 //!
 //! Segments retention took out of the log wait in a small recycle bin (`recycled/`, beside
 //! `commitlog/`): the next segment is then the oldest one's file renamed, with its blocks already
@@ -52,6 +52,9 @@ struct Shared<B: Backend> {
     reserved_space: u64,
     /// Segment files created since open.
     created: AtomicU64,
+    /// How far ahead of the writer warm-up may run, in bytes; 0: [`warm_window`], looked at
+    /// again for every segment. Tests set it.
+    warm_ahead: AtomicU64,
 }
 
 impl<B: Backend> Shared<B> {
@@ -140,6 +143,7 @@ impl<B: Backend> Preallocator<B> {
             bin,
             reserved_space,
             created: AtomicU64::new(0),
+            warm_ahead: AtomicU64::new(0),
         });
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -290,13 +294,49 @@ fn discard<B: Backend>(segments: &SegmentQueue<B>, segment: Result<Arc<Segment<B
 /// meanwhile is prepared between two chunks rather than after the whole warm-up.
 const WARM_CHUNK: u64 = 16 << 20;
 
-/// Warm-up stays at most this far ahead of the writer. Warmed pages are dirty zeros: a whole
-/// warmed segment or two pushed the page cache past the kernel's background-writeback threshold,
-/// and writeback then cleaned pages the writer had not reached yet, so that the writer took a
+/// Warm-up stays ahead of the writer by at most half of what the kernel lets the page cache hold
+/// dirty before its background writeback starts (see [`warm_window`]), and never less than this.
+/// Warmed pages are dirty zeros: two whole warmed 1 GiB segments crossed that threshold, and
+/// writeback then cleaned pages the writer had not reached yet, so that the writer took a
 /// write-protect fault on them after all (about one put in 80 in the bench) and the disk wrote
 /// zeros that were rewritten moments later. At a few GB/s the writer takes tens of milliseconds
-/// to cross this window, far longer than the thread needs to warm a chunk.
-const WARM_AHEAD: u64 = 64 << 20;
+/// to cross even this smallest window.
+const WARM_AHEAD_MIN: u64 = 64 << 20;
+
+/// How far ahead of the writer warm-up may run (see [`WARM_AHEAD_MIN`]). As far as writeback
+/// allows, rather than just far enough: where first touching a page is slow (on a virtual
+/// machine whose host backs guest memory only when it is first used, 3 s per GiB against 0.2 s
+/// here), the writer must not catch up with the warm-up.
+fn warm_window() -> u64 {
+    writeback_threshold().map_or(WARM_AHEAD_MIN, |t| (t / 2).max(WARM_AHEAD_MIN))
+}
+
+/// Dirty page-cache bytes above which Linux starts writing back in the background:
+/// `dirty_background_bytes`, or `dirty_background_ratio` percent of the available memory.
+#[cfg(target_os = "linux")]
+fn writeback_threshold() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let bytes: u64 = read("/proc/sys/vm/dirty_background_bytes")?.trim().parse().ok()?;
+    if bytes > 0 {
+        return Some(bytes);
+    }
+    let ratio: u64 = read("/proc/sys/vm/dirty_background_ratio")?.trim().parse().ok()?;
+    let meminfo = read("/proc/meminfo")?;
+    let available_kib: u64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(available_kib.saturating_mul(1024) / 100 * ratio)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn writeback_threshold() -> Option<u64> {
+    None
+}
 
 /// How often a paced warm-up looks at the writer's position while the writer moves; it backs off
 /// to [`WARM_POLL_IDLE`] while the writer stands still, so an idle store's thread sleeps.
@@ -306,8 +346,15 @@ const WARM_POLL_IDLE: std::time::Duration = std::time::Duration::from_millis(16)
 fn run<B: Backend>(shared: &Shared<B>) {
     // Segments handed over and not yet warmed to the end, oldest first, with how far each is.
     let mut to_warm: VecDeque<(Arc<Segment<B::Storage>>, u64)> = VecDeque::new();
+    // The last segment warmed to its end: the writer is still in it until it is full.
+    let mut behind: Option<Arc<Segment<B::Storage>>> = None;
     // While warm-up waits for the writer: where the writer was last seen, and the next look's delay.
     let mut paced: Option<(u64, std::time::Duration)> = None;
+    let window_now = || match shared.warm_ahead.load(Ordering::Relaxed) {
+        0 => warm_window(),
+        fixed => fixed,
+    };
+    let mut window = window_now();
     let mut state = shared.state.lock();
     loop {
         let wanted = |state: &State<B::Storage>| state.wanted.is_some() && state.ready.is_none();
@@ -335,6 +382,8 @@ fn run<B: Backend>(shared: &Shared<B>) {
             state.hurry = false;
             drop(state);
             let prepared = prepare(shared, start);
+            // Memory comes and goes: the window follows it, a segment at a time.
+            window = window_now();
             state = shared.state.lock();
             state.busy = None;
             if shared.warm_up
@@ -350,8 +399,12 @@ fn run<B: Backend>(shared: &Shared<B>) {
         let Some((segment, at)) = to_warm.front_mut() else {
             continue;
         };
-        let writer_at = segment.readable();
-        if !segment.is_full() && *at >= writer_at.saturating_add(WARM_AHEAD) {
+        // The writer's offset: in the segment warmed last while that one has room, else here.
+        let writer_at = match &behind {
+            Some(last) if !last.is_full() => last.start() + last.readable(),
+            _ => segment.start() + segment.readable(),
+        };
+        if !segment.is_full() && segment.start() + *at >= writer_at.saturating_add(window) {
             // Far enough ahead: nothing is in progress until the writer comes closer.
             let delay = match paced {
                 Some((seen, delay)) if seen == writer_at => (delay * 2).min(WARM_POLL_IDLE),
@@ -383,7 +436,7 @@ fn run<B: Backend>(shared: &Shared<B>) {
             *at >= segment.size()
         };
         if done {
-            to_warm.pop_front();
+            behind = to_warm.pop_front().map(|(segment, _)| segment);
         }
         state = shared.state.lock();
         if to_warm.is_empty() {
@@ -524,15 +577,17 @@ mod tests {
             counted.fetch_add(1, Ordering::SeqCst);
         })
         .unwrap();
-        let size = 3 * WARM_AHEAD;
+        let window = 4 * WARM_CHUNK;
+        let size = 6 * WARM_CHUNK;
         let dir = tempfile::tempdir().unwrap();
         let segments = Arc::new(
             SegmentQueue::open(Arc::new(MmapBackend), &dir.path().join("log"), SizeRule::Exactly(size)).unwrap(),
         );
         let pre = Preallocator::start(segments, true, false, &dir.path().join("bin"), 0, 0).unwrap();
+        pre.shared.warm_ahead.store(window, Ordering::Relaxed);
         pre.request(0);
         assert!(pre.wait_idle(Duration::from_secs(30)));
-        let segment = pre.take(0).expect("prepared by the thread").unwrap();
+        let first = pre.take(0).expect("prepared by the thread").unwrap();
         // Counts the chunks warmed once the thread has settled: `wait_idle` returns as soon
         // as it waits for the writer, but it only notices a moved writer at its next look.
         let settled = |expected: u64| {
@@ -545,20 +600,20 @@ mod tests {
             std::thread::sleep(WARM_POLL_IDLE * 4);
             chunks.load(Ordering::SeqCst)
         };
-        let window = WARM_AHEAD / WARM_CHUNK;
-        assert_eq!(
-            settled(window),
-            window,
-            "a writer at 0 has one window warmed ahead of it"
-        );
-        let mut writer = segment.claim_writer().unwrap();
+        assert_eq!(settled(4), 4, "a writer at 0 has one window warmed ahead of it");
+        let mut writer = first.claim_writer().unwrap();
+        writer.write(&vec![1u8; (3 * WARM_CHUNK) as usize]);
+        writer.publish();
+        assert_eq!(settled(6), 6, "the window moved with the writer, to the segment's end");
+        // The window reaches into the next segment, counted from the writer in this one.
+        pre.request(size);
+        assert!(pre.wait_idle(Duration::from_secs(30)));
+        let next = pre.take(size).expect("prepared by the thread").unwrap();
+        assert_eq!(settled(7), 7, "one chunk of the next segment is within the window");
         writer.write(&vec![1u8; (2 * WARM_CHUNK) as usize]);
         writer.publish();
-        assert_eq!(
-            settled(window + 2),
-            window + 2,
-            "the window moved with the writer, by the two chunks written"
-        );
+        assert_eq!(settled(9), 9, "and two more once the writer moved two chunks on");
+        assert_eq!(next.start(), size);
         pre.stop(true);
         scenario.teardown();
     }

@@ -108,9 +108,10 @@ impl StoreConfig {
     }
 
     /// Touch every page of a new commit-log segment before it is used, so that appends do not
-    /// page-fault (default off, as in RocketMQ). A background thread does it, 64 MiB ahead of
-    /// the writer at most: pages warmed further ahead are dirty zeros that the kernel may write
-    /// back (and write-protect) before the writer gets there.
+    /// page-fault (default off, as in RocketMQ). A background thread does it, ahead of the
+    /// writer by at most half the dirty memory the kernel allows before it starts writing back
+    /// (at least 64 MiB): warmed pages are dirty zeros, which writeback would otherwise write
+    /// (and write-protect) before the writer gets there.
     pub fn warm_up_segments(mut self, on: bool) -> Self {
         self.warm_up_segments = on;
         self
