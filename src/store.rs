@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
-use crate::clock::millis_at;
+use crate::clock::{self, millis_at};
+
 use crate::codec::{self, RecordShape};
 use crate::codec::{RecordPlan, RecordSpec, Verify};
 use crate::commit_log::{Appending, CommitLog, LogOptions};
@@ -149,6 +150,7 @@ impl<B: Backend> MessageStore<B> {
         // Every event of the open (recovery's findings, rebuilds, repairs) carries the store.
         let _open = tracing::info_span!("mqstore_open", dir = %dir.display()).entered();
         let opened_at = Instant::now();
+        clock::calibrate();
         fs::create_dir_all(&dir).at(&dir)?;
         let lock = take_lock(&dir)?;
         // Before any thread starts, so that unreadable offsets fail the open with nothing to stop.
@@ -602,7 +604,7 @@ impl<B: Backend> MessageStore<B> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn put_ref(&self, msg: &Message) -> Result<PutResult> {
-        let started = Instant::now();
+        let started = clock::Instant::now();
         let (appended, end) = self.append_one(msg, started)?;
         let status = self.status_after(end);
         self.counters.put(1, u64::from(appended.wrote_bytes), started.elapsed());
@@ -618,7 +620,7 @@ impl<B: Backend> MessageStore<B> {
     ///
     /// `Err` means nothing was appended, as for `put`.
     pub fn put_async(&self, msg: Message) -> Result<PendingPut> {
-        let started = Instant::now();
+        let started = clock::Instant::now();
         let (appended, end) = self.append_one(&msg, started)?;
         self.counters.put(1, u64::from(appended.wrote_bytes), started.elapsed());
         if self.flush_awaited {
@@ -639,7 +641,7 @@ impl<B: Backend> MessageStore<B> {
     /// Writes one message into the log: its result with status `Ok` (the flush policy has not
     /// been asked yet), and the log's end after it. `started`: when the put began, which gives
     /// its store time without a second reading of the clock.
-    fn append_one(&self, msg: &Message, started: Instant) -> Result<(PutResult, u64)> {
+    fn append_one(&self, msg: &Message, started: clock::Instant) -> Result<(PutResult, u64)> {
         self.check_writeable()?;
         let now = millis_at(started);
         PROPS.with(|props| {
@@ -662,7 +664,7 @@ impl<B: Backend> MessageStore<B> {
     /// once for their durability. Every message is validated first: one bad message fails the
     /// whole batch with nothing appended.
     pub fn put_batch(&self, msgs: Vec<Message>) -> Result<Vec<PutResult>> {
-        let started = Instant::now();
+        let started = clock::Instant::now();
         self.check_writeable()?;
         if msgs.is_empty() {
             return Ok(Vec::new());
