@@ -438,6 +438,18 @@ impl<'a> RecordPlan<'a> {
     ///   [`MAX_PROPERTIES_LEN`];
     /// - [`EncodeError::MessageTooLarge`]: the record would exceed `i32::MAX` bytes.
     pub fn new(spec: RecordSpec<'a>) -> Result<RecordPlan<'a>> {
+        if std::str::from_utf8(spec.properties).is_err() {
+            return Err(EncodeError::InvalidProperty {
+                key: String::new(),
+                reason: "encoded properties are not valid UTF-8",
+            });
+        }
+        Self::of_encoded_properties(spec)
+    }
+
+    /// As [`new`](Self::new), for properties encoded by the store itself from `str`s (so UTF-8
+    /// already): the put path spares itself the check.
+    pub(crate) fn of_encoded_properties(spec: RecordSpec<'a>) -> Result<RecordPlan<'a>> {
         let topic = spec.topic.as_bytes();
         if topic.is_empty() {
             return Err(EncodeError::InvalidTopic {
@@ -456,12 +468,6 @@ impl<'a> RecordPlan<'a> {
             max: 1 << 31,
         })?;
         let props = spec.properties;
-        if std::str::from_utf8(props).is_err() {
-            return Err(EncodeError::InvalidProperty {
-                key: String::new(),
-                reason: "encoded properties are not valid UTF-8",
-            });
-        }
         let needs_separator = props.last().is_some_and(|&b| b != PROPERTY_SEPARATOR);
         let props_len = props.len() + usize::from(needs_separator) + CRC_PROPERTY_LEN;
         if props_len > MAX_PROPERTIES_LEN {

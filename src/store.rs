@@ -541,7 +541,8 @@ impl<B: Backend> MessageStore<B> {
 
     /// The record of a prepared message, measured and ready to be written into the log.
     fn plan<'m>(&self, msg: &'m Message, props: &'m [u8], now: u64) -> Result<RecordPlan<'m>> {
-        Ok(RecordPlan::new(RecordSpec {
+        // `props` come from `Message::encode_properties`: `str`s and ASCII separators.
+        Ok(RecordPlan::of_encoded_properties(RecordSpec {
             topic: &msg.topic,
             queue_id: msg.queue_id,
             flag: msg.flag,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-/// The clock of put latencies: the one the store times its puts with (see `mqstore::stats`), a
+/// The clock of put latencies: the one the store times its puts with (`MessageStore::stats`), a
 /// time-stamp counter read where the CPU keeps it invariant, cheaper than `Instant::now` by about
 /// 10 ns a reading here.
 use quanta::Instant as Tick;
