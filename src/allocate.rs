@@ -1,10 +1,9 @@
 //! Allocation ahead of need (RocketMQ's AllocateMappedFileService): while the commit log
 //! writes one segment, a background thread creates and maps the next, so that a roll-over under
-//! the append lock only installs a ready segment. Warm-up (faulting the pages in) then runs on
-//! the same thread *after* the segment is handed over, running ahead of the writer instead of
-//! making it wait, 16 MiB at a time and no further ahead than writeback allows (see
-//! [`WARM_AHEAD_MIN`]): a segment wanted meanwhile is prepared between two chunks, so that a
-//! writer that outruns the warm-up still finds its next segment ready.
+//! the append lock only installs a ready segment. Warm-up (faulting the pages in) runs on a
+//! thread of its own, in the idle scheduling class, *after* the segment is handed over: ahead
+//! of the writer instead of making it wait, 16 MiB at a time and no further ahead than
+//! writeback allows (see [`WARM_AHEAD_MIN`]). Preparing the next segment never waits for it.
 //!
 //! Segments retention took out of the log wait in a small recycle bin (`recycled/`, beside
 //! `commitlog/`): the next segment is then the oldest one's file renamed, with its blocks already
@@ -34,7 +33,9 @@ struct State<S: crate::segment::Storage> {
     busy: Option<u64>,
     /// The writer waits for the segment being prepared: stop zero-filling it.
     hurry: bool,
-    /// A prepared segment is being warmed up (not merely waiting for the writer to come closer).
+    /// Prepared segments handed to the warm-up thread, oldest first.
+    to_warm: VecDeque<Arc<Segment<S>>>,
+    /// The warm-up thread has pages to warm now (not merely waiting for the writer to come closer).
     warming: bool,
     /// A prepared segment (or why preparing it failed).
     ready: Option<(u64, Result<Arc<Segment<S>>>)>,
@@ -110,7 +111,8 @@ struct RecycleBin<S: crate::segment::Storage> {
 /// Prepares the next segment of a queue in the background.
 pub struct Preallocator<B: Backend> {
     shared: Arc<Shared<B>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The allocation thread, and the warm-up thread with warm-up on.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl<B: Backend> Preallocator<B> {
@@ -132,6 +134,7 @@ impl<B: Backend> Preallocator<B> {
                 wanted: None,
                 busy: None,
                 hurry: false,
+                to_warm: VecDeque::new(),
                 warming: false,
                 ready: None,
                 stop: false,
@@ -145,6 +148,10 @@ impl<B: Backend> Preallocator<B> {
             created: AtomicU64::new(0),
             warm_ahead: AtomicU64::new(0),
         });
+        let pre = Preallocator {
+            shared: Arc::clone(&shared),
+            threads: Mutex::new(Vec::new()),
+        };
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("mqstore-allocate".into())
@@ -153,10 +160,26 @@ impl<B: Backend> Preallocator<B> {
                 run(&s)
             })
             .at(bin_dir)?;
-        Ok(Preallocator {
-            shared,
-            thread: Mutex::new(Some(thread)),
-        })
+        pre.threads.lock().push(thread);
+        if warm_up {
+            let s = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name("mqstore-warm-up".into())
+                .spawn(move || {
+                    if !crate::segment::idle_thread_priority() {
+                        crate::segment::lower_thread_priority();
+                    }
+                    warm(&s)
+                });
+            match spawned {
+                Ok(thread) => pre.threads.lock().push(thread),
+                Err(e) => {
+                    pre.stop(true);
+                    return Err(e).at(bin_dir);
+                }
+            }
+        }
+        Ok(pre)
     }
 
     /// Asks for the segment starting at `start` to be prepared.
@@ -267,7 +290,7 @@ impl<B: Backend> Preallocator<B> {
             state.wanted = None;
             self.shared.cv.notify_all();
         }
-        if let Some(t) = self.thread.lock().take() {
+        for t in std::mem::take(&mut *self.threads.lock()) {
             let _ = t.join();
         }
         if let Some((_, unused)) = self.shared.state.lock().ready.take()
@@ -290,8 +313,8 @@ fn discard<B: Backend>(segments: &SegmentQueue<B>, segment: Result<Arc<Segment<B
     }
 }
 
-/// Warm-up works through a segment this much at a time, so that a segment the writer wants
-/// meanwhile is prepared between two chunks rather than after the whole warm-up.
+/// Warm-up works through a segment this much at a time: between two chunks it looks at the
+/// writer again, and at whether the store is stopping.
 const WARM_CHUNK: u64 = 16 << 20;
 
 /// Warm-up stays ahead of the writer by at most half of what the kernel lets the page cache hold
@@ -344,8 +367,42 @@ const WARM_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 const WARM_POLL_IDLE: std::time::Duration = std::time::Duration::from_millis(16);
 
 fn run<B: Backend>(shared: &Shared<B>) {
-    // Segments handed over and not yet warmed to the end, oldest first, with how far each is.
-    let mut to_warm: VecDeque<(Arc<Segment<B::Storage>>, u64)> = VecDeque::new();
+    let wanted = |state: &State<B::Storage>| state.wanted.is_some() && state.ready.is_none();
+    let mut state = shared.state.lock();
+    loop {
+        while !state.stop && !wanted(&state) {
+            shared.cv.wait(&mut state);
+        }
+        if state.stop {
+            return;
+        }
+        let Some(start) = state.wanted.take() else {
+            continue;
+        };
+        state.busy = Some(start);
+        state.hurry = false;
+        drop(state);
+        let prepared = prepare(shared, start);
+        state = shared.state.lock();
+        state.busy = None;
+        if shared.warm_up
+            && let Ok(segment) = &prepared
+        {
+            state.to_warm.push_back(Arc::clone(segment));
+            state.warming = true;
+        }
+        state.ready = Some((start, prepared));
+        shared.cv.notify_all();
+    }
+}
+
+/// The warm-up thread: warms the segments handed over, oldest first, a chunk at a time, staying
+/// within the window ahead of the writer. It runs in the idle scheduling class (see
+/// [`idle_thread_priority`](crate::segment::idle_thread_priority)): it only ever saves the writer
+/// faults it would otherwise take itself, so it must not take the CPU from a producer to do so.
+fn warm<B: Backend>(shared: &Shared<B>) {
+    // The segment being warmed, and how far.
+    let mut current: Option<(Arc<Segment<B::Storage>>, u64)> = None;
     // The last segment warmed to its end: the writer is still in it until it is full.
     let mut behind: Option<Arc<Segment<B::Storage>>> = None;
     // While warm-up waits for the writer: where the writer was last seen, and the next look's delay.
@@ -357,46 +414,27 @@ fn run<B: Backend>(shared: &Shared<B>) {
     let mut window = window_now();
     let mut state = shared.state.lock();
     loop {
-        let wanted = |state: &State<B::Storage>| state.wanted.is_some() && state.ready.is_none();
-        while !state.stop && !wanted(&state) && to_warm.is_empty() {
-            shared.cv.wait(&mut state);
-        }
         if state.stop {
             return;
         }
-        if let Some((_, delay)) = paced
-            && !wanted(&state)
-        {
-            // Woken early by a request (or spuriously): the loop looks again either way.
-            let _ = shared.cv.wait_for(&mut state, delay);
-            if state.stop {
-                return;
+        if current.is_none() {
+            match state.to_warm.pop_front() {
+                Some(segment) => {
+                    // Memory comes and goes: the window follows it, a segment at a time.
+                    window = window_now();
+                    current = Some((segment, 0));
+                }
+                None => {
+                    if state.warming {
+                        state.warming = false;
+                        shared.cv.notify_all();
+                    }
+                    shared.cv.wait(&mut state);
+                    continue;
+                }
             }
         }
-        // Preparing comes first: a writer that reaches the end of its segment while the
-        // segment is still warming must not find the next one missing and create it itself.
-        if wanted(&state)
-            && let Some(start) = state.wanted.take()
-        {
-            state.busy = Some(start);
-            state.hurry = false;
-            drop(state);
-            let prepared = prepare(shared, start);
-            // Memory comes and goes: the window follows it, a segment at a time.
-            window = window_now();
-            state = shared.state.lock();
-            state.busy = None;
-            if shared.warm_up
-                && let Ok(segment) = &prepared
-            {
-                to_warm.push_back((Arc::clone(segment), 0));
-                state.warming = true;
-            }
-            state.ready = Some((start, prepared));
-            shared.cv.notify_all();
-            continue;
-        }
-        let Some((segment, at)) = to_warm.front_mut() else {
+        let Some((segment, at)) = current.as_mut() else {
             continue;
         };
         // The writer's offset: in the segment warmed last while that one has room, else here.
@@ -415,6 +453,8 @@ fn run<B: Backend>(shared: &Shared<B>) {
                 state.warming = false;
                 shared.cv.notify_all();
             }
+            // Woken early by a stop (or spuriously): the loop looks again either way.
+            let _ = shared.cv.wait_for(&mut state, delay);
             continue;
         }
         paced = None;
@@ -436,13 +476,9 @@ fn run<B: Backend>(shared: &Shared<B>) {
             *at >= segment.size()
         };
         if done {
-            behind = to_warm.pop_front().map(|(segment, _)| segment);
+            behind = current.take().map(|(segment, _)| segment);
         }
         state = shared.state.lock();
-        if to_warm.is_empty() {
-            state.warming = false;
-            shared.cv.notify_all();
-        }
     }
 }
 
@@ -526,7 +562,7 @@ mod tests {
     /// A writer that reaches the end of its segment while that segment is still warming must
     /// find the next one prepared, not create it on its own thread under the append lock.
     #[test]
-    fn a_segment_wanted_while_another_warms_is_prepared_between_two_chunks() {
+    fn a_segment_wanted_while_another_warms_is_prepared_without_waiting_for_the_warm_up() {
         let scenario = fail::FailScenario::setup();
         let chunks = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&chunks);

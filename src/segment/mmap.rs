@@ -190,6 +190,22 @@ impl Drop for IdleIo {
     }
 }
 
+/// Puts the calling thread in the idle scheduling class, for good (an unprivileged thread may not
+/// leave it again): it runs only on a CPU nothing else wants. For warm-up, which only saves the
+/// writer work it would otherwise do itself: at nice 10 it still took whole scheduler ticks from
+/// a producer on a machine with two cores (puts of 100 µs and more, tens of milliseconds a run;
+/// docs/performance.md). `false` (and nothing changed) where the system refuses.
+pub fn idle_thread_priority() -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a system call reading one `sched_param` that lives across the call; pid 0 is the
+    // calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "could not enter the idle scheduling class");
+        return false;
+    }
+    true
+}
+
 /// Lowers the calling thread's CPU priority (nice 10), for the store's housekeeping threads
 /// (segment preparation and retention): on a machine with few cores they then take the CPU from
 /// a producer for a smaller share of the time, instead of for whole scheduler slices. The
@@ -434,6 +450,27 @@ mod tests {
         lines.next()?;
         let rss = lines.find(|l| l.starts_with("Rss:"))?;
         rss.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// The calling thread's scheduling policy and nice value, from `/proc` (field 41 of `stat`
+    /// is the policy, 19 the nice value; the command name before them may hold spaces).
+    fn policy_and_nice() -> (u32, i32) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        (fields[38].parse().unwrap(), fields[16].parse().unwrap())
+    }
+
+    #[test]
+    fn a_thread_put_in_the_idle_class_stays_there_and_other_threads_do_not() {
+        std::thread::spawn(|| {
+            let before = policy_and_nice();
+            assert_eq!(before.0, libc::SCHED_OTHER as u32);
+            assert!(super::idle_thread_priority(), "any thread may enter the idle class");
+            assert_eq!(policy_and_nice(), (libc::SCHED_IDLE as u32, before.1));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(policy_and_nice().0, libc::SCHED_OTHER as u32);
     }
 
     #[test]
