@@ -15,7 +15,10 @@ use crate::replication::ReplicaStatus;
 use crate::retention::RetentionPass;
 
 /// Stripes of counters: producers on different threads mostly write different cache lines.
-const STRIPES: usize = 16;
+/// Stripes held each by one thread alone: the first threads of the process to count. Every later
+/// thread counts into one more, shared stripe.
+const OWNED: usize = 16;
+const STRIPES: usize = OWNED + 1;
 
 #[repr(align(128))]
 #[derive(Default)]
@@ -42,11 +45,23 @@ fn stripe_index() -> usize {
     STRIPE.with(|s| {
         let mut i = s.get();
         if i == usize::MAX {
-            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed).min(OWNED);
             s.set(i);
         }
         i
     })
+}
+
+/// Adds `by` to a counter of a stripe. In a stripe this thread holds alone, with a plain load
+/// and store: an atomic add is a locked instruction, which waits for every store before it,
+/// and a put's last stores are the record's kilobyte in the log (docs/performance.md).
+#[inline]
+fn add(counter: &AtomicU64, by: u64, owned: bool) {
+    if owned {
+        counter.store(counter.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
+    } else {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
 }
 
 impl Counters {
@@ -56,27 +71,28 @@ impl Counters {
         }
     }
 
-    fn stripe(&self) -> &Stripe {
-        &self.stripes[stripe_index()]
+    /// This thread's stripe, and whether it holds it alone.
+    fn stripe(&self) -> (&Stripe, bool) {
+        let i = stripe_index();
+        (&self.stripes[i], i < OWNED)
     }
 
     /// `messages` puts of `bytes` in all that took `elapsed` (each message is charged it).
     #[inline]
     pub(crate) fn put(&self, messages: u64, bytes: u64, elapsed: Duration) {
-        let s = self.stripe();
-        // No count of puts of its own: the latency buckets count every put (one atomic add
-        // fewer per put).
-        s.put_bytes.fetch_add(bytes, Ordering::Relaxed);
-        s.latency[bucket_of(elapsed.as_nanos() as u64)].fetch_add(messages, Ordering::Relaxed);
+        let (s, owned) = self.stripe();
+        // No count of puts of its own: the latency buckets count every put.
+        add(&s.put_bytes, bytes, owned);
+        add(&s.latency[bucket_of(elapsed.as_nanos() as u64)], messages, owned);
     }
 
     /// One `get` that returned `messages` messages of `bytes` record bytes.
     #[inline]
     pub(crate) fn get(&self, messages: u64, bytes: u64) {
-        let s = self.stripe();
-        s.gets.fetch_add(1, Ordering::Relaxed);
-        s.got_messages.fetch_add(messages, Ordering::Relaxed);
-        s.got_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let (s, owned) = self.stripe();
+        add(&s.gets, 1, owned);
+        add(&s.got_messages, messages, owned);
+        add(&s.got_bytes, bytes, owned);
     }
 
     fn sum(&self, field: impl Fn(&Stripe) -> &AtomicU64) -> u64 {

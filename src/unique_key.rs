@@ -63,6 +63,23 @@ impl fmt::Debug for UniqueKey {
 pub(crate) struct UniqueKeys {
     prefix: [u8; 10],
     counter: AtomicU64,
+    /// Tells this store's numbers from another's in a thread's block (see [`BLOCK`]).
+    id: u64,
+}
+
+/// Numbers a thread takes from a store's counter at a time, so that a put takes one with a plain
+/// increment: an atomic add is a locked instruction, which waits for the stores of the put before
+/// it. The keys stay unique; they are no longer numbered in the order of the puts across threads
+/// (nothing relies on that: a client's ids are not either).
+const BLOCK: u64 = 64;
+
+/// Ids of [`UniqueKeys`], never reused within the process (a store opened where a closed one
+/// lived must not take over its blocks).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's block: the store it belongs to, the next number and the end.
+    static KEY_BLOCK: std::cell::Cell<(u64, u64, u64)> = const { std::cell::Cell::new((0, 0, 0)) };
 }
 
 impl UniqueKeys {
@@ -88,11 +105,21 @@ impl UniqueKeys {
         UniqueKeys {
             prefix,
             counter: AtomicU64::new(0),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
     pub(crate) fn next(&self) -> UniqueKey {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let n = KEY_BLOCK.with(|block| {
+            let (id, next, end) = block.get();
+            if id == self.id && next < end {
+                block.set((id, next + 1, end));
+                return next;
+            }
+            let start = self.counter.fetch_add(BLOCK, Ordering::Relaxed);
+            block.set((self.id, start + 1, start + BLOCK));
+            start
+        });
         let mut b = [0u8; 16];
         b[..10].copy_from_slice(&self.prefix);
         b[10..].copy_from_slice(&n.to_be_bytes()[2..]);
@@ -115,6 +142,8 @@ pub fn decode_offset_msg_id(id: &str) -> Result<(SocketAddr, u64)> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::codec::offset_msg_id;
 
@@ -161,5 +190,38 @@ mod tests {
         assert_eq!(s.as_bytes(), &a.hex());
         let every_digit = UniqueKey(std::array::from_fn(|i| (i * 17) as u8));
         assert_eq!(every_digit.to_string(), "00112233445566778899AABBCCDDEEFF");
+    }
+
+    /// Threads take numbers a block at a time, and a thread that puts into two stores keeps a
+    /// block for neither: every key of a store is unique, whoever took it.
+    #[test]
+    fn keys_stay_unique_across_threads_and_stores() {
+        let host = "10.1.2.3:1".parse().unwrap();
+        let (a, b) = (Arc::new(UniqueKeys::new(host)), Arc::new(UniqueKeys::new(host)));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (a, b) = (Arc::clone(&a), Arc::clone(&b));
+                std::thread::spawn(move || {
+                    // Alternating stores, and more keys than a block holds.
+                    (0..3 * BLOCK)
+                        .flat_map(|_| [(0, a.next()), (1, b.next())])
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for t in threads {
+            for (store, key) in t.join().unwrap() {
+                assert!(seen.insert((store, key)), "{key} handed out twice by store {store}");
+            }
+        }
+        assert_eq!(seen.len() as u64, 2 * 4 * 3 * BLOCK);
+        // A store opened after another was closed never takes over a block of the other's
+        // (this thread holds one of `a`'s when `a` goes).
+        assert!(seen.insert((0, a.next())));
+        drop((a, b));
+        let c = UniqueKeys::new(host);
+        let first = c.next();
+        assert_eq!(first.bytes()[10..], [0u8; 6], "a new store's first key is its number 0");
     }
 }
