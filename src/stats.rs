@@ -3,7 +3,8 @@
 //!
 //! The put path pays for its counters with two adds into a stripe of its own thread (a plain load
 //! and store where the thread holds the stripe alone, an atomic add where it shares it; no lock,
-//! and no cache line shared with other producers), and two clock reads for the latency histogram. A snapshot sums the stripes; it costs microseconds, whatever the load.
+//! and no cache line shared with other producers), and two clock reads for the latency
+//! histogram. A snapshot sums the stripes; it costs microseconds, whatever the load.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
