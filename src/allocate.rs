@@ -1,9 +1,9 @@
 //! Allocation ahead of need (RocketMQ's AllocateMappedFileService): while the commit log
 //! writes one segment, a background thread creates and maps the next, so that a roll-over under
 //! the append lock only installs a ready segment. Warm-up (faulting the pages in) runs on a
-//! thread of its own, in the idle scheduling class, *after* the segment is handed over: ahead
-//! of the writer instead of making it wait, 16 MiB at a time and no further ahead than
-//! writeback allows (see [`WARM_AHEAD_MIN`]). Preparing the next segment never waits for it.
+//! thread of its own, at the lowest priority, *after* the segment is handed over: ahead of the
+//! writer instead of making it wait, 4 MiB at a time and no further ahead than writeback allows
+//! (see [`WARM_AHEAD_MIN`]). Preparing the next segment never waits for it.
 //!
 //! Segments retention took out of the log wait in a small recycle bin (`recycled/`, beside
 //! `commitlog/`): the next segment is then the oldest one's file renamed, with its blocks already
@@ -166,9 +166,7 @@ impl<B: Backend> Preallocator<B> {
             let spawned = std::thread::Builder::new()
                 .name("mqstore-warm-up".into())
                 .spawn(move || {
-                    if !crate::segment::idle_thread_priority() {
-                        crate::segment::lower_thread_priority();
-                    }
+                    crate::segment::lowest_thread_priority();
                     warm(&s)
                 });
             match spawned {
@@ -314,8 +312,9 @@ fn discard<B: Backend>(segments: &SegmentQueue<B>, segment: Result<Arc<Segment<B
 }
 
 /// Warm-up works through a segment this much at a time: between two chunks it looks at the
-/// writer again, and at whether the store is stopping.
-const WARM_CHUNK: u64 = 16 << 20;
+/// writer again, and at whether the store is stopping. Small, because each chunk's `madvise`
+/// holds the process's mmap lock (for reading), which mapping a file elsewhere waits for.
+const WARM_CHUNK: u64 = 4 << 20;
 
 /// Warm-up stays ahead of the writer by at most half of what the kernel lets the page cache hold
 /// dirty before its background writeback starts (see [`warm_window`]), and never less than this.
@@ -397,9 +396,9 @@ fn run<B: Backend>(shared: &Shared<B>) {
 }
 
 /// The warm-up thread: warms the segments handed over, oldest first, a chunk at a time, staying
-/// within the window ahead of the writer. It runs in the idle scheduling class (see
-/// [`idle_thread_priority`](crate::segment::idle_thread_priority)): it only ever saves the writer
-/// faults it would otherwise take itself, so it must not take the CPU from a producer to do so.
+/// within the window ahead of the writer. It runs at the lowest priority (see
+/// [`lowest_thread_priority`](crate::segment::lowest_thread_priority)): it only ever saves the
+/// writer faults it would otherwise take itself, so it must not take the CPU from a producer.
 fn warm<B: Backend>(shared: &Shared<B>) {
     // The segment being warmed, and how far.
     let mut current: Option<(Arc<Segment<B::Storage>>, u64)> = None;

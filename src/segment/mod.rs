@@ -22,7 +22,7 @@ use std::io;
 use std::path::Path;
 
 pub use file::{Bytes, Pinned, Reservation, Segment, SegmentRead, SegmentWriter};
-pub use mmap::{MmapBackend, MmapStorage, ReadOnlyMap, idle_thread_priority, lower_thread_priority};
+pub use mmap::{MmapBackend, MmapStorage, ReadOnlyMap, lower_thread_priority, lowest_thread_priority};
 pub use queue::{SegmentQueue, SegmentRef, SizeRule};
 pub use region::{Region, RegionRead, RegionWrite};
 
