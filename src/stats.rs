@@ -15,10 +15,10 @@ use crate::latency::{BUCKETS, bucket_of};
 use crate::replication::ReplicaStatus;
 use crate::retention::RetentionPass;
 
-/// Stripes of counters: producers on different threads mostly write different cache lines.
-/// Stripes held each by one thread alone: the first threads of the process to count. Later
-/// threads share [`SHARED`] more, round robin, with atomic adds.
+/// Stripes of counters: producers on different threads mostly write different cache lines. The
+/// first threads of the process to count each hold one of these alone.
 const OWNED: usize = 16;
+/// Stripes later threads share, round robin, with atomic adds.
 const SHARED: usize = 8;
 const STRIPES: usize = OWNED + SHARED;
 
