@@ -12,7 +12,6 @@ use parking_lot::Mutex;
 
 use crate::checkpoint::{Checkpoint, CheckpointFile};
 use crate::clock::{self, millis_at};
-
 use crate::codec::{self, RecordShape};
 use crate::codec::{RecordPlan, RecordSpec, Verify};
 use crate::commit_log::{Appending, CommitLog, LogOptions};
@@ -1105,9 +1104,9 @@ impl<B: Backend> MessageStore<B> {
 
     /// Waits until the background allocation thread is done with what it was asked: the commit-log
     /// segment appends will need next is created (and, with [`StoreConfig::warm_up_segments`],
-    /// the pages a window ahead of the writer warmed up). A store does this on its own, ahead of need; waiting
-    /// for it is for benchmarks and tests that want to start from that steady state, like a
-    /// broker that has been running. `false` on timeout.
+    /// the pages a window ahead of the writer warmed up). A store does this on its own, ahead of
+    /// need; waiting for it is for benchmarks and tests that want to start from that steady
+    /// state, like a broker that has been running. `false` on timeout.
     pub fn wait_segments_prepared(&self, timeout: Duration) -> bool {
         self.log.wait_prepared(timeout)
     }

@@ -199,11 +199,7 @@ impl Drop for IdleIo {
 /// to map files, and at nice 19 it gets back to the CPU five times sooner than an idle-class
 /// thread on a saturated machine.
 pub fn lowest_thread_priority() {
-    // SAFETY: a system call with integer arguments only; on Linux, `PRIO_PROCESS` with `who` 0
-    // sets the nice value of the calling thread alone.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
-        tracing::debug!(error = %io::Error::last_os_error(), "could not lower the thread's priority");
-    }
+    set_thread_nice(19);
 }
 
 /// Lowers the calling thread's CPU priority (nice 10), for the store's housekeeping threads
@@ -211,10 +207,14 @@ pub fn lowest_thread_priority() {
 /// a producer for a smaller share of the time, instead of for whole scheduler slices. The
 /// dispatcher and the flushers keep the normal priority: readers and durability wait on them.
 pub fn lower_thread_priority() {
+    set_thread_nice(10);
+}
+
+fn set_thread_nice(nice: libc::c_int) {
     // SAFETY: a system call with integer arguments only; on Linux, `PRIO_PROCESS` with `who` 0
     // sets the nice value of the calling thread alone.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) } != 0 {
-        tracing::debug!(error = %io::Error::last_os_error(), "could not lower the thread's priority");
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), nice, "could not lower the thread's priority");
     }
 }
 
